@@ -1,0 +1,189 @@
+//! The `keyward` command line.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, Settings};
+use crate::embedded::{self, Cluster, ClusterOptions, RunAs};
+use crate::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about = "Keyword-driven SMS subscriptions")]
+pub struct Cli {
+    /// Configuration file (default: $KEYWARD_CONFIG, else ./keyward.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (and, without DATABASE_URL, a private PostgreSQL).
+    Serve,
+    /// Apply the sql/ migrations; safe to run twice or concurrently.
+    Migrate,
+    /// Validate the configuration; exit 1 with one line per problem.
+    CheckConfig {
+        /// Configuration file to check.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs the command; the returned code is the process's exit status.
+pub fn run(cli: Cli) -> i32 {
+    let config_path = match &cli.command {
+        Command::CheckConfig { file: Some(f) } => Some(f.clone()),
+        _ => cli.config.clone(),
+    };
+    let settings = match Settings::load(config_path.as_deref()) {
+        Ok(s) => Arc::new(s),
+        Err(ConfigError(problems)) => {
+            for p in problems {
+                eprintln!("config: {p}");
+            }
+            return 1;
+        }
+    };
+    if let Command::CheckConfig { .. } = cli.command {
+        println!("configuration is valid");
+        return 0;
+    }
+    crate::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::CheckConfig { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// The database to use: `DATABASE_URL`, or a private cluster in the data dir
+/// (returned so the caller keeps it alive, and stops it, by dropping it).
+async fn database(
+    settings: &Settings,
+) -> anyhow::Result<(tokio_postgres::Config, Option<Cluster>)> {
+    if let Some(url) = &settings.database.url {
+        let config = url
+            .expose()
+            .parse::<tokio_postgres::Config>()
+            .context("DATABASE_URL / database.url is not a valid connection string")?;
+        return Ok((config, None));
+    }
+    let data_dir = absolute(&settings.data_dir)?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let run_as = RunAs::current()?;
+    let cluster_dir = embedded::cluster_dir_for(&data_dir, &run_as);
+    if !cluster_dir.starts_with(&data_dir) {
+        // Root with a data dir the `postgres` account cannot reach: say
+        // where the data really is, in the log and next to the data dir.
+        let note = data_dir.join("POSTGRES_LOCATION");
+        let _ = std::fs::write(
+            &note,
+            format!(
+                "{}\n(PostgreSQL refuses to run as root, so it runs as `postgres`, which cannot reach this directory)\n",
+                cluster_dir.display()
+            ),
+        );
+    }
+    tracing::info!(
+        dir = %cluster_dir.display(),
+        "starting the private PostgreSQL cluster (no DATABASE_URL); its data is kept across runs"
+    );
+    let options = ClusterOptions::durable(cluster_dir);
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
+        .await
+        .context("cluster start-up task failed")??;
+    let config = cluster.pg_config("postgres");
+    Ok((config, Some(cluster)))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+async fn migrate(settings: Arc<Settings>) -> anyhow::Result<()> {
+    let (config, cluster) = database(&settings).await?;
+    let applied = crate::db::migrate(&config).await?;
+    println!("{applied} migration(s) applied");
+    stop_cluster(cluster).await;
+    Ok(())
+}
+
+async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
+    let (config, cluster) = database(&settings).await?;
+    let result = serve_on(settings, config).await;
+    stop_cluster(cluster).await;
+    result
+}
+
+async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> anyhow::Result<()> {
+    crate::db::migrate(&config).await?;
+    let pool = crate::db::pool(config, settings.pool_size())?;
+    let addr = settings.listen_addr();
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    if settings
+        .gateways
+        .generic
+        .as_ref()
+        .is_some_and(|g| g.secret.is_none())
+    {
+        tracing::warn!(
+            "the generic webhook has no secret: anyone who can reach {addr} can post messages"
+        );
+    }
+    let app = Application::build(settings.clone(), pool, listener)?;
+    let handle = app.handle();
+    tracing::info!(%addr, "keyward is listening");
+    let server = tokio::spawn(app.run_until_stopped());
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    handle.stop(true).await;
+    server.await??;
+    Ok(())
+}
+
+async fn stop_cluster(cluster: Option<Cluster>) {
+    if let Some(mut cluster) = cluster {
+        tracing::info!("stopping the private PostgreSQL cluster");
+        let _ = tokio::task::spawn_blocking(move || cluster.stop(Duration::from_secs(30))).await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

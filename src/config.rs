@@ -1,0 +1,588 @@
+//! Configuration: an optional `keyward.toml` plus environment overrides,
+//! parsed once at start-up into typed settings and validated as a whole, so a
+//! bad configuration stops start-up with one line per problem.
+//!
+//! Env overrides use the `KEYWARD_` prefix and `__` between levels:
+//! `KEYWARD_LISTEN`, `KEYWARD_SERVICE__PUBLIC_URL`,
+//! `KEYWARD_GATEWAYS__TWILIO__AUTH_TOKEN`. `DATABASE_URL` sets the database.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = ".keyward";
+const SENDERS: [&str; 9] = [
+    "twilio", "vonage", "plivo", "telnyx", "infobip", "kannel", "jasmin", "generic", "log",
+];
+
+/// Problems found in a configuration; `Display` gives one line each.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A value that must not appear in logs or `Debug` output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One secret or several (old and new, while rotating).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Secrets {
+    One(Secret),
+    Many(Vec<Secret>),
+}
+
+impl Secrets {
+    pub fn all(&self) -> &[Secret] {
+        match self {
+            Secrets::One(s) => std::slice::from_ref(s),
+            Secrets::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on (`KEYWARD_LISTEN`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the embedded database and other state live (`KEYWARD_DATA_DIR`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Path of this file (`KEYWARD_CONFIG`); informational.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    #[serde(default)]
+    pub service: ServiceSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub shortcodes: Vec<ShortcodeSettings>,
+    #[serde(default)]
+    pub programs: Vec<ProgramSettings>,
+    #[serde(default)]
+    pub gateways: GatewaySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// The URL gateways call; used to check URL-signed webhooks.
+    pub public_url: Option<String>,
+    /// Region of national numbers such as 0812-3456-7890 (ISO 3166 alpha-2).
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Seconds to wait for in-flight requests on shutdown.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            default_region: default_region(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or key=value form; `DATABASE_URL` sets it too. Without
+    /// it, `serve` runs a private cluster in the data dir.
+    pub url: Option<Secret>,
+    /// Connections in the pool; default: 4 per core.
+    pub pool_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortcodeSettings {
+    pub code: String,
+    /// The program a bare keyword (MAU, STOP) applies to.
+    pub program: String,
+    /// The sender that carries replies.
+    #[serde(default = "default_sender")]
+    pub reply_via: String,
+    /// Language of replies when the keyword does not tell (`id`, `en`, `ru`).
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSettings {
+    pub name: String,
+    pub brand: String,
+    /// How often messages come, per language: `{ id = "2-4 SMS per bulan" }`.
+    #[serde(default)]
+    pub frequency: BTreeMap<String, String>,
+    #[serde(default)]
+    pub double_opt_in: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub twilio: Option<TwilioSettings>,
+    pub generic: Option<GenericSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSettings {
+    pub account_sid: String,
+    pub auth_token: Secrets,
+    #[serde(default = "default_twilio_api")]
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSettings {
+    /// HMAC key(s), inbound and outbound. Without one, inbound requests are
+    /// not authenticated (allowed only for the built-in local default).
+    pub secret: Option<Secrets>,
+    /// Where the generic sender POSTs replies.
+    pub reply_url: Option<String>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_owned()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+fn default_region() -> String {
+    "ID".to_owned()
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_sender() -> String {
+    "log".to_owned()
+}
+fn default_language() -> String {
+    "id".to_owned()
+}
+fn default_twilio_api() -> String {
+    "https://api.twilio.com".to_owned()
+}
+
+impl Settings {
+    /// Reads `path` (or, when `None`, `KEYWARD_CONFIG`, else `keyward.toml`
+    /// if it exists) and the environment; validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(path, &env)
+    }
+
+    /// Like [`Settings::load`] with an explicit environment.
+    pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| lookup(env, "KEYWARD_CONFIG").map(PathBuf::from));
+        let file = match explicit {
+            Some(p) => Some(p),
+            None => Some(PathBuf::from("keyward.toml")).filter(|p| p.is_file()),
+        };
+        let Some(file) = file else {
+            return Self::from_sources(None, env);
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            ConfigError(vec![format!(
+                "cannot read config file {}: {e}",
+                file.display()
+            )])
+        })?;
+        let mut settings = Self::from_sources(Some((&file, &text)), env)?;
+        settings.config = Some(file);
+        Ok(settings)
+    }
+
+    /// Settings from TOML text (`None`: no file, built-in defaults) and an
+    /// environment.
+    pub fn from_sources(
+        toml: Option<(&Path, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let name = toml.map(|(p, _)| p.display().to_string());
+        let located = |e: config::ConfigError| match &name {
+            Some(n) => ConfigError(vec![format!("{n}: {e}")]),
+            None => ConfigError(vec![e.to_string()]),
+        };
+        let mut builder = config::Config::builder();
+        if let Some((_, text)) = toml {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("KEYWARD_"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("KEYWARD")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(env_map)),
+        );
+        if let Some(url) = lookup(env, "DATABASE_URL").filter(|u| !u.is_empty()) {
+            builder = builder.set_override("database.url", url).map_err(located)?;
+        }
+        let mut settings: Settings = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(located)?;
+        settings.fill_defaults();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// With no short codes and no programs configured, run the built-in
+    /// default: short code 3344, program `default`, the `generic` gateway
+    /// with the `log` sender.
+    fn fill_defaults(&mut self) {
+        if self.shortcodes.is_empty() && self.programs.is_empty() {
+            self.shortcodes.push(ShortcodeSettings {
+                code: "3344".into(),
+                program: "default".into(),
+                reply_via: "log".into(),
+                language: default_language(),
+            });
+            self.programs.push(ProgramSettings {
+                name: "default".into(),
+                brand: "keyward".into(),
+                frequency: [
+                    ("id", "maks. 4 SMS per bulan"),
+                    ("en", "up to 4 msgs/month"),
+                    ("ru", "до 4 SMS в месяц"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+                double_opt_in: false,
+            });
+            if self.gateways.generic.is_none() {
+                self.gateways.generic = Some(GenericSettings::default());
+            }
+        }
+    }
+
+    /// Every problem at once, one line each.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "listen: `{}` is not an address such as 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        let region = &self.service.default_region;
+        if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
+            problems.push(format!(
+                "service.default_region: `{region}` is not a two-letter region such as ID, RU or US"
+            ));
+        }
+        if let Some(url) = &self.service.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problems.push(format!(
+                    "service.public_url: `{url}` must start with https:// or http://"
+                ));
+            }
+        }
+        if self.database.pool_size == Some(0) {
+            problems.push("database.pool_size: must be at least 1".into());
+        }
+        if self.programs.is_empty() {
+            problems.push("programs: at least one [[programs]] is needed".into());
+        }
+        if self.shortcodes.is_empty() {
+            problems.push("shortcodes: at least one [[shortcodes]] is needed".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.programs.iter().enumerate() {
+            let at = format!("programs[{i}] `{}`", p.name);
+            if !is_program_name(&p.name) {
+                problems.push(format!(
+                    "{at}: name must be lowercase letters, digits, `-` or `_` (at most 64)"
+                ));
+            }
+            if !seen.insert(p.name.as_str()) {
+                problems.push(format!("{at}: defined twice"));
+            }
+            if p.brand.trim().is_empty() {
+                problems.push(format!("{at}: brand is empty"));
+            }
+            if p.frequency.is_empty() {
+                problems.push(format!(
+                    "{at}: frequency is missing (the welcome must say how often messages come)"
+                ));
+            }
+            for lang in p.frequency.keys() {
+                if !["id", "en", "ru"].contains(&lang.as_str()) {
+                    problems.push(format!(
+                        "{at}: frequency language `{lang}` is not id, en or ru"
+                    ));
+                }
+            }
+        }
+        let mut codes = std::collections::BTreeSet::new();
+        for (i, s) in self.shortcodes.iter().enumerate() {
+            let at = format!("shortcodes[{i}] `{}`", s.code);
+            if s.code.is_empty() || s.code.len() > 32 {
+                problems.push(format!("{at}: code must be 1 to 32 characters"));
+            }
+            if !codes.insert(s.code.as_str()) {
+                problems.push(format!("{at}: defined twice"));
+            }
+            if !self.programs.iter().any(|p| p.name == s.program) {
+                problems.push(format!(
+                    "{at}: program `{}` is not defined in [[programs]]",
+                    s.program
+                ));
+            }
+            if !SENDERS.contains(&s.reply_via.as_str()) {
+                problems.push(format!(
+                    "{at}: reply_via `{}` is not one of {}",
+                    s.reply_via,
+                    SENDERS.join(", ")
+                ));
+            }
+            if !["id", "en", "ru"].contains(&s.language.as_str()) {
+                problems.push(format!(
+                    "{at}: language `{}` is not id, en or ru",
+                    s.language
+                ));
+            }
+        }
+        if let Some(t) = &self.gateways.twilio {
+            if !t.account_sid.starts_with("AC") {
+                problems.push("gateways.twilio.account_sid: must start with AC".into());
+            }
+            if t.auth_token.all().iter().any(|s| s.expose().is_empty()) {
+                problems.push("gateways.twilio.auth_token: is empty".into());
+            }
+            if self.service.public_url.is_none() {
+                problems.push(
+                    "gateways.twilio: service.public_url is needed to check Twilio's URL signatures"
+                        .into(),
+                );
+            }
+        }
+        if let Some(secrets) = self
+            .gateways
+            .generic
+            .as_ref()
+            .and_then(|g| g.secret.as_ref())
+        {
+            if secrets.all().is_empty() || secrets.all().iter().any(|s| s.expose().len() < 16) {
+                problems.push(
+                    "gateways.generic.secret: each secret needs at least 16 characters".into(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // validated in `validate`
+        self.listen.parse().unwrap_or_else(|_| {
+            DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address parses")
+        })
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.database
+            .pool_size
+            .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
+pub fn is_program_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn lookup(env: &[(String, String)], key: &str) -> Option<String> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn from_toml(text: &str, pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_sources(Some((Path::new("keyward.toml"), text)), &env(pairs))
+    }
+
+    const VALID: &str = r#"
+        [service]
+        public_url = "https://sms.example.com"
+        default_region = "ID"
+
+        [[shortcodes]]
+        code = "3344"
+        program = "promo"
+        reply_via = "twilio"
+
+        [[programs]]
+        name = "promo"
+        brand = "Toko Maju"
+        frequency = { id = "2-4 SMS per bulan", en = "2-4 msgs/month" }
+
+        [gateways.twilio]
+        account_sid = "AC123"
+        auth_token = "secret-token"
+    "#;
+
+    #[test]
+    fn no_file_and_no_env_give_the_built_in_default() {
+        let s = Settings::from_sources(None, &[]).expect("defaults are valid");
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from(".keyward"));
+        assert_eq!(s.shortcodes.len(), 1);
+        assert_eq!(s.shortcodes[0].code, "3344");
+        assert_eq!(s.shortcodes[0].program, "default");
+        assert_eq!(s.shortcodes[0].reply_via, "log");
+        assert_eq!(s.programs[0].name, "default");
+        assert!(s.gateways.generic.is_some());
+        assert!(s.database.url.is_none());
+    }
+
+    #[test]
+    fn a_valid_file_is_read_into_typed_settings() {
+        let s = from_toml(VALID, &[]).expect("valid");
+        assert_eq!(s.programs[0].brand, "Toko Maju");
+        assert_eq!(s.programs[0].frequency["id"], "2-4 SMS per bulan");
+        let twilio = s.gateways.twilio.expect("twilio configured");
+        assert_eq!(twilio.auth_token.all()[0].expose(), "secret-token");
+        assert_eq!(twilio.api_base, "https://api.twilio.com");
+        assert!(
+            s.gateways.generic.is_none(),
+            "defaults only fill an empty config"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = from_toml(
+            VALID,
+            &[
+                ("KEYWARD_LISTEN", "0.0.0.0:9999"),
+                ("KEYWARD_GATEWAYS__TWILIO__AUTH_TOKEN", "from-env"),
+                ("KEYWARD_SERVICE__DEFAULT_REGION", "RU"),
+                ("DATABASE_URL", "postgres://u@localhost/db"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.listen, "0.0.0.0:9999");
+        assert_eq!(s.service.default_region, "RU");
+        assert_eq!(
+            s.gateways.twilio.unwrap().auth_token.all()[0].expose(),
+            "from-env"
+        );
+        assert_eq!(
+            s.database.url.unwrap().expose(),
+            "postgres://u@localhost/db"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_own_line() {
+        let bad = r#"
+            listen = "not an address"
+            [service]
+            default_region = "Indonesia"
+            [[shortcodes]]
+            code = "3344"
+            program = "missing"
+            reply_via = "carrier-pigeon"
+            [[programs]]
+            name = "Promo!"
+            brand = ""
+        "#;
+        let err = from_toml(bad, &[]).expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "listen",
+            "default_region",
+            "program `missing` is not defined",
+            "reply_via `carrier-pigeon`",
+            "name must be lowercase",
+            "brand is empty",
+            "frequency is missing",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        assert_eq!(err.0.len(), text.lines().count(), "one line per problem");
+        assert!(err.0.len() >= 7);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let err = from_toml("[servise]\npublic_url = \"https://x\"\n", &[]).expect_err("typo");
+        assert!(err.to_string().contains("servise"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = from_toml(VALID, &[]).expect("valid");
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("secret-token"), "{debug}");
+    }
+
+    #[test]
+    fn program_names_are_lowercase_slugs() {
+        assert!(is_program_name("promo"));
+        assert!(is_program_name("promo_2-b"));
+        assert!(!is_program_name(""));
+        assert!(!is_program_name("Promo"));
+        assert!(!is_program_name("-promo"));
+        assert!(!is_program_name(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,100 @@
+//! The error every endpoint answers with: a status from the contract and a
+//! JSON body `{"error": {"code": "…", "message": "…"}}`. Internal details
+//! are logged, never sent to the client.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many messages from this sender; retry later")]
+    RateLimited,
+    /// The database cannot be reached; the caller should retry.
+    #[error("the database is unavailable; retry later")]
+    Unavailable,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RateLimited => "rate_limited",
+            ApiError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Seconds a client should wait after a 503 or 429.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable | ApiError::RateLimited) {
+            res.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
+        }
+        res.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        tracing::error!(error = %e, "database error");
+        ApiError::Unavailable
+    }
+}
+
+/// actix's own extractor errors (bad JSON, bad query string, oversized
+/// bodies) in the contract's shape instead of actix's plain-text defaults.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(crate::startup::MAX_BODY)
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            match &err {
+                E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+                    ApiError::PayloadTooLarge(crate::startup::MAX_BODY).into()
+                }
+                E::ContentType => {
+                    ApiError::UnsupportedMediaType("expected application/json".into()).into()
+                }
+                _ => ApiError::BadRequest(format!("invalid JSON: {err}")).into(),
+            }
+        })
+}
+
+/// 404 in the contract's shape for paths no route matches.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}

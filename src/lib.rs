@@ -1,0 +1,16 @@
+//! keyward: keyword-driven SMS subscriptions with a consent ledger in
+//! PostgreSQL.
+//!
+//! Gateways call `/webhooks/{gateway}` for every inbound SMS; keyward
+//! recognises the keyword, runs the subscription state machine, records the
+//! change as evidence of consent and queues exactly one reply.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod embedded;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

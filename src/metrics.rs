@@ -1,0 +1,122 @@
+//! Prometheus metrics: requests by route and status, request latency, and
+//! connection-pool usage. One registry per application instance, so several
+//! instances (tests) in one process do not collide.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use deadpool_postgres::Pool;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_max: IntGauge,
+    pool_size: IntGauge,
+    pool_available: IntGauge,
+    pool_waiting: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("keyward".into()), None)
+            .expect("a static prefix is a valid registry");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("static metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("static metric");
+        let metrics = Self {
+            pool_max: gauge("db_pool_max_connections", "Connection pool capacity"),
+            pool_size: gauge("db_pool_connections", "Connections open in the pool"),
+            pool_available: gauge("db_pool_available", "Idle connections in the pool"),
+            pool_waiting: gauge("db_pool_waiting", "Requests waiting for a connection"),
+            registry,
+            requests,
+            latency,
+        };
+        for collector in [
+            Box::new(metrics.requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.latency.clone()),
+            Box::new(metrics.pool_max.clone()),
+            Box::new(metrics.pool_size.clone()),
+            Box::new(metrics.pool_available.clone()),
+            Box::new(metrics.pool_waiting.clone()),
+        ] {
+            metrics
+                .registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+        metrics
+    }
+
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let mut buf = itoa::Buffer::new();
+        self.requests
+            .with_label_values(&[route, method, buf.format(status)])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// The text exposition, with pool gauges read at scrape time.
+    pub fn render(&self, pool: &Pool) -> String {
+        let status = pool.status();
+        self.pool_max.set(status.max_size as i64);
+        self.pool_size.set(status.size as i64);
+        self.pool_available.set(status.available as i64);
+        self.pool_waiting.set(status.waiting as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware recording every request. The route label is the matched
+/// pattern (`/webhooks/{gateway}`), never the raw path, so label
+/// cardinality stays bounded whatever clients send.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &res {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        metrics.observe(&route, &method, status, started.elapsed().as_secs_f64());
+    }
+    res
+}

@@ -1,0 +1,4 @@
+//! HTTP routes. Handlers parse, call the core or the database, and answer;
+//! they hold no business rules of their own.
+
+pub mod health;

@@ -1,0 +1,70 @@
+//! Building and running the HTTP application. Tests build it on port 0 with
+//! their own database; `serve` builds it from the configuration.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use deadpool_postgres::Pool;
+
+use crate::config::Settings;
+use crate::error;
+use crate::metrics::{self, Metrics};
+use crate::routes::health;
+
+/// Largest request body accepted (CONTRACT §4: 413 above it).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A bound, not yet running, HTTP server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `listener` (port 0 in tests) and prepares the server; call
+    /// [`Application::run_until_stopped`] to serve.
+    pub fn build(
+        settings: Arc<Settings>,
+        pool: Pool,
+        listener: TcpListener,
+    ) -> std::io::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let pool = web::Data::new(pool);
+        let metrics = web::Data::new(Metrics::new());
+        let settings = web::Data::from(settings);
+        let grace = settings.service.shutdown_grace_secs;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::from_fn(metrics::record))
+                .app_data(pool.clone())
+                .app_data(metrics.clone())
+                .app_data(settings.clone())
+                .app_data(error::json_config())
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/metrics", web::get().to(health::metrics))
+                .default_service(web::to(error::not_found))
+        })
+        .listen(listener)?
+        // We handle SIGINT/SIGTERM ourselves: drain HTTP first, then stop
+        // the database.
+        .disable_signals()
+        .shutdown_timeout(grace)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,162 @@
+//! The schema itself: migrations, and the constraints that make wrong data
+//! impossible.
+
+use crate::support::{connect, empty_database, fresh_database};
+
+#[tokio::test]
+async fn migrations_apply_on_an_empty_database_and_a_second_run_is_a_no_op() {
+    let db = empty_database().await;
+    let first = keyward::db::migrate(&db).await.expect("first run");
+    assert!(first >= 1, "the first run applies the migrations");
+    let second = keyward::db::migrate(&db).await.expect("second run");
+    assert_eq!(second, 0, "the second run has nothing to do");
+}
+
+#[tokio::test]
+async fn two_concurrent_migrations_both_succeed_and_apply_the_schema_once() {
+    let db = empty_database().await;
+    let (a, b) = tokio::join!(keyward::db::migrate(&db), keyward::db::migrate(&db));
+    let (a, b) = (a.expect("first process"), b.expect("second process"));
+    assert!(a + b >= 1);
+    assert_eq!(a.min(b), 0, "only one of them applies anything");
+    let client = connect(&db).await;
+    let rows = client
+        .query("SELECT version FROM refinery_schema_history", &[])
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let mut unique = versions.clone();
+    unique.dedup();
+    assert_eq!(versions, unique, "each version recorded once");
+}
+
+/// Inserts an inbound message and the opt-in event it caused; returns the
+/// event id.
+async fn record_opt_in(client: &tokio_postgres::Client, number: &str) -> i64 {
+    let inbound: i64 = client
+        .query_one(
+            "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
+             VALUES ('generic', $1, $2, '3344', 'MAU', '{}') RETURNING id",
+            &[&format!("gw-{number}"), &number],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .query_one(
+            "INSERT INTO subscription_events
+                 (msisdn, program, from_state, to_state, cause, inbound_message_id, effective_at)
+             VALUES ($1, 'promo', 'none', 'subscribed', 'inbound', $2, now()) RETURNING id",
+            &[&number, &inbound],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn the_consent_ledger_refuses_update_delete_and_truncate() {
+    let client = connect(&fresh_database().await).await;
+    let event = record_opt_in(&client, "+6281234567890").await;
+    for sql in [
+        format!("UPDATE subscription_events SET to_state = 'unsubscribed' WHERE id = {event}"),
+        format!("DELETE FROM subscription_events WHERE id = {event}"),
+        "TRUNCATE subscription_events CASCADE".to_owned(),
+    ] {
+        let err = client.batch_execute(&sql).await.expect_err(&sql);
+        assert!(
+            err.as_db_error().unwrap().message().contains("append-only"),
+            "{sql}: {err}"
+        );
+    }
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM subscription_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_subscription_must_match_the_state_of_the_event_it_names() {
+    let client = connect(&fresh_database().await).await;
+    let event = record_opt_in(&client, "+6281234567890").await;
+    let wrong_state = client
+        .execute(
+            "INSERT INTO subscriptions (msisdn, program, state, since, event_id)
+             VALUES ('+6281234567890', 'promo', 'unsubscribed', now(), $1)",
+            &[&event],
+        )
+        .await;
+    assert!(
+        wrong_state.is_err(),
+        "state differs from the event's to_state"
+    );
+    let other_number = client
+        .execute(
+            "INSERT INTO subscriptions (msisdn, program, state, since, event_id)
+             VALUES ('+6289999999999', 'promo', 'subscribed', now(), $1)",
+            &[&event],
+        )
+        .await;
+    assert!(other_number.is_err(), "event belongs to another number");
+    client
+        .execute(
+            "INSERT INTO subscriptions (msisdn, program, state, since, event_id)
+             VALUES ('+6281234567890', 'promo', 'subscribed', now(), $1)",
+            &[&event],
+        )
+        .await
+        .expect("the matching row is accepted");
+}
+
+#[tokio::test]
+async fn wrong_data_is_refused_by_the_database() {
+    let client = connect(&fresh_database().await).await;
+    let cases = [
+        // not E.164
+        "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
+         VALUES ('generic', 'a', '081234567890', '3344', 'MAU', '{}')",
+        // unknown gateway
+        "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
+         VALUES ('smoke-signals', 'b', '+6281234567890', '3344', 'MAU', '{}')",
+        // free-text state
+        "INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
+         VALUES ('+6281234567890', 'promo', 'none', 'maybe', 'system', 'test', now())",
+        // an inbound cause without its message
+        "INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, effective_at)
+         VALUES ('+6281234567890', 'promo', 'none', 'subscribed', 'inbound', now())",
+        // staff change without a reason
+        "INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
+         VALUES ('+6281234567890', 'promo', 'subscribed', 'unsubscribed', 'staff', 'alice', now())",
+        // a 'sending' outbox row without a lease
+        "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, status)
+         VALUES ('+6281234567890', '3344', 'hi', 'log', 'help', 'sending')",
+        // a token hash of the wrong length
+        "INSERT INTO api_tokens (name, role, token_sha256) VALUES ('x', 'admin', '\\x00')",
+    ];
+    for sql in cases {
+        assert!(client.batch_execute(sql).await.is_err(), "accepted: {sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_message_id_is_stored_once_per_gateway() {
+    let client = connect(&fresh_database().await).await;
+    let insert =
+        "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
+                  VALUES ($1, 'same-id', '+6281234567890', '3344', 'MAU', '{}')";
+    client.execute(insert, &[&"generic"]).await.unwrap();
+    client
+        .execute(insert, &[&"twilio"])
+        .await
+        .expect("another gateway may reuse the id");
+    let dup = client
+        .execute(insert, &[&"generic"])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(
+        dup.as_db_error().unwrap().constraint(),
+        Some("inbound_messages_gateway_id_key")
+    );
+}

@@ -1,0 +1,202 @@
+//! Test support: a private PostgreSQL cluster per test binary, a fresh
+//! migrated database per test, and `spawn_app()` starting the real server on
+//! port 0.
+//!
+//! No PostgreSQL binaries means a loud failure, never a skipped test.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use keyward::config::Settings;
+use keyward::embedded::{Cluster, ClusterOptions};
+use keyward::startup::Application;
+use tokio_postgres::NoTls;
+
+const TEMPLATE_DB: &str = "keyward_template";
+const BASE_DIR: &str = "/tmp/keyward-test-clusters";
+
+static SHARED: OnceLock<Cluster> = OnceLock::new();
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Options for a throwaway cluster in a directory the `postgres` account can
+/// reach even when the tests run as root.
+pub fn throwaway_cluster_options() -> ClusterOptions {
+    sweep_dead_clusters();
+    let dir = PathBuf::from(BASE_DIR).join(format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    ));
+    ClusterOptions {
+        dir,
+        fsync: false,
+        max_connections: 300,
+        settings: vec![],
+    }
+}
+
+/// Start a cluster for one test that needs to stop and restart it.
+pub fn private_cluster() -> Cluster {
+    start_or_fail(&throwaway_cluster_options())
+}
+
+pub fn start_or_fail(options: &ClusterOptions) -> Cluster {
+    Cluster::start(options).unwrap_or_else(|e| {
+        panic!(
+            "cannot start the test PostgreSQL cluster in {}: {e}",
+            options.dir.display()
+        )
+    })
+}
+
+/// The binary's shared cluster, with a migrated template database.
+pub fn shared_cluster() -> &'static Cluster {
+    SHARED.get_or_init(|| {
+        let cluster = private_cluster();
+        let admin = cluster.pg_config("postgres");
+        let template = cluster.pg_config(TEMPLATE_DB);
+        // Our own runtime on our own thread: the caller may be inside one.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                execute(&admin, &format!("CREATE DATABASE {TEMPLATE_DB}")).await;
+                keyward::db::migrate(&template)
+                    .await
+                    .expect("migrations apply to the template database");
+            });
+        })
+        .join()
+        .expect("template set-up");
+        cluster
+    })
+}
+
+/// Runs one statement on a short-lived connection.
+pub async fn execute(config: &tokio_postgres::Config, sql: &str) {
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = driver.await;
+}
+
+/// A connected client; the connection is driven on the current runtime.
+pub async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, conn) = config.connect(NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+fn unique_db_name(prefix: &str) -> String {
+    format!("{prefix}_{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A new database with the schema applied (a copy of the template).
+pub async fn fresh_database() -> tokio_postgres::Config {
+    let cluster = shared_cluster();
+    let name = unique_db_name("test");
+    execute(
+        &cluster.pg_config("postgres"),
+        &format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"),
+    )
+    .await;
+    cluster.pg_config(&name)
+}
+
+/// A new database with nothing in it.
+pub async fn empty_database() -> tokio_postgres::Config {
+    let cluster = shared_cluster();
+    let name = unique_db_name("empty");
+    execute(
+        &cluster.pg_config("postgres"),
+        &format!("CREATE DATABASE {name} TEMPLATE template0"),
+    )
+    .await;
+    cluster.pg_config(&name)
+}
+
+/// The built-in default settings, changed by `customise`.
+pub fn test_settings(customise: impl FnOnce(&mut Settings)) -> Settings {
+    let mut settings = Settings::from_sources(None, &[]).expect("default settings are valid");
+    settings.listen = "127.0.0.1:0".into();
+    settings.service.shutdown_grace_secs = 1;
+    customise(&mut settings);
+    settings.validate().expect("test settings are valid");
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: tokio_postgres::Config,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(fresh_database().await, test_settings(|_| {})).await
+}
+
+/// Starts the real server on port 0 against `db`.
+pub async fn spawn_app_on(db: tokio_postgres::Config, settings: Settings) -> TestApp {
+    let pool = keyward::db::pool(db.clone(), 4).expect("pool");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let app = Application::build(Arc::new(settings), pool, listener).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client"),
+    }
+}
+
+/// Removes cluster directories left by test runs whose process is gone.
+fn sweep_dead_clusters() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = std::fs::create_dir_all(BASE_DIR);
+        let Ok(entries) = std::fs::read_dir(BASE_DIR) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    });
+}

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod db;
 pub mod embedded;
 pub mod error;

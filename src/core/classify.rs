@@ -1,0 +1,768 @@
+//! Keyword classification: what does a normalised text ask for?
+//!
+//! Classification does not know the subscriber's state; the state machine
+//! ([`super::machine`]) decides what the request means for a given state.
+//!
+//! Opt-out is lenient and opt-in is strict, because honouring a stop is
+//! always safe and sending without consent is not. The rules, in the order
+//! they are tried:
+//!
+//! 1. empty text (after normalisation) → `Unknown` / `Empty`;
+//! 2. the first word (or `OPT OUT`) is an opt-out keyword, whatever follows →
+//!    `OptOut` (`OptOutAll` for `STOPALL` or a keyword followed by
+//!    `ALL`/`SEMUA`/`ВСЕ`), with the program if the next word names one;
+//! 3. the first word is one edit (insertion, deletion, substitution or
+//!    transposition) away from an opt-out keyword of 6+ letters → `OptOut` /
+//!    `Typo` (opt-in keywords never get typo tolerance);
+//! 4. a natural-language opt-out phrase anywhere (`please stop texting me`,
+//!    `tidak mau lagi`, `не пишите мне`) that no negation covers, or a
+//!    whole-message refusal (`gak mau`, `no thanks`, `не надо`) →
+//!    `OptOut` / `Phrase`;
+//! 5. a message of at most three words that contains an opt-out keyword not
+//!    covered by a negation (`ok stop`, `mau stop`) → `OptOut`;
+//! 6. a negated opt-out (`don't stop sending me deals`) → `Unknown` / `Negated`;
+//! 7. the message is exactly an opt-in, confirmation or help keyword,
+//!    optionally followed by one program name and polite particles (`MAU
+//!    PROMO`, `mau dong`, `Start please`, `help?`) → that action; an opt-in or
+//!    confirmation keyword followed by anything else is a sentence, not
+//!    consent (`Mau tanya harga`) → `Unknown` / `NotConsent`;
+//! 8. anything else → `Unknown` / `NoMatch`.
+//!
+//! Language: the language of the matched keyword or phrase. STOP,
+//! UNSUBSCRIBE and INFO are both Indonesian and English: they are English
+//! unless another word of the message is an Indonesian marker (`dong`, `ya`,
+//! `aja`, `tolong`, `lagi`…). Keywords added by a program are Russian when
+//! written in Cyrillic and have no language (`None`) otherwise, so the caller
+//! uses the program's default.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use regex::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+
+use super::keywords::{
+    Kind, Language, ALL_WORDS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS, NEGATIONS, PARTICLES,
+    PHRASES, REFUSALS,
+};
+use super::normalize::normalize;
+
+/// What the text asks for, independent of the subscriber's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    OptIn,
+    Confirm,
+    OptOut,
+    OptOutAll,
+    Help,
+    Unknown,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::OptIn,
+        Action::Confirm,
+        Action::OptOut,
+        Action::OptOutAll,
+        Action::Help,
+        Action::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::OptIn => "opt_in",
+            Action::Confirm => "confirm",
+            Action::OptOut => "opt_out",
+            Action::OptOutAll => "opt_out_all",
+            Action::Help => "help",
+            Action::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the action leaves one or all programs.
+    pub fn is_opt_out(self) -> bool {
+        matches!(self, Action::OptOut | Action::OptOutAll)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of parsing an [`Action`] from an unknown name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseActionError(pub String);
+
+impl fmt::Display for ParseActionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown action {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ParseActionError {}
+
+impl FromStr for Action {
+    type Err = ParseActionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| ParseActionError(s.to_string()))
+    }
+}
+
+/// Why a text got its [`Action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The whole message is the keyword (`STOP`, `STOP ALL`, `MAU`).
+    ExactKeyword,
+    /// A keyword followed by a program name only (`MAU PROMO`).
+    KeywordWithProgram,
+    /// A keyword followed by polite particles (`mau dong`, `help?`).
+    KeywordWithParticle,
+    /// An opt-out keyword followed by other words (`STOP. Thank you`).
+    LeadingOptOutKeyword,
+    /// The first word is one edit away from a long opt-out keyword.
+    Typo,
+    /// A natural-language opt-out phrase (`please stop texting me`).
+    Phrase,
+    /// A short message (at most three words) containing an opt-out keyword.
+    ShortWithOptOutKeyword,
+    /// A negated opt-out (`don't stop`): not an opt-out.
+    Negated,
+    /// An opt-in or confirmation keyword inside a sentence: not consent.
+    NotConsent,
+    /// Nothing left after normalisation (whitespace, emoji).
+    Empty,
+    /// Nothing recognised.
+    NoMatch,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ExactKeyword => "exact_keyword",
+            Reason::KeywordWithProgram => "keyword_with_program",
+            Reason::KeywordWithParticle => "keyword_with_particle",
+            Reason::LeadingOptOutKeyword => "leading_opt_out_keyword",
+            Reason::Typo => "typo",
+            Reason::Phrase => "phrase",
+            Reason::ShortWithOptOutKeyword => "short_with_opt_out_keyword",
+            Reason::Negated => "negated",
+            Reason::NotConsent => "not_consent",
+            Reason::Empty => "empty",
+            Reason::NoMatch => "no_match",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of classifying one text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classification {
+    pub action: Action,
+    /// A configured program the text named (`MAU PROMO` → `promo`), spelled
+    /// as in the configuration. `None`: the short code's program applies.
+    pub program: Option<String>,
+    /// Language of the matched keyword or phrase; `None` for `Unknown` and
+    /// for a program's own non-Cyrillic keywords.
+    pub language: Option<Language>,
+    /// Canonical matched keyword (`MAU`, `STOP`, `STOP ALL`) or phrase id
+    /// (`please stop`); `None` for `Unknown`.
+    pub keyword: Option<String>,
+    pub reason: Reason,
+}
+
+impl Classification {
+    fn unknown(reason: Reason) -> Self {
+        Classification {
+            action: Action::Unknown,
+            program: None,
+            language: None,
+            keyword: None,
+            reason,
+        }
+    }
+}
+
+/// Keywords a program adds to the built-in ones (`[[programs]]` in
+/// `keyward.toml`).
+#[derive(Debug, Deserialize, Default, Clone, PartialEq, Eq)]
+pub struct ProgramKeywords {
+    pub name: String,
+    #[serde(default)]
+    pub opt_in: Vec<String>,
+    #[serde(default)]
+    pub opt_out: Vec<String>,
+    #[serde(default)]
+    pub help: Vec<String>,
+}
+
+/// What the classifier needs to know about the configuration.
+#[derive(Debug, Deserialize, Default, Clone, PartialEq, Eq)]
+pub struct ClassifierConfig {
+    #[serde(default)]
+    pub programs: Vec<ProgramKeywords>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tokens: Vec<String>,
+    canonical: String,
+    kind: Kind,
+    /// Sorted, deduplicated; empty for a program keyword of unknown language.
+    langs: Vec<Language>,
+}
+
+#[derive(Debug, Clone)]
+struct ProgramName {
+    tokens: Vec<String>,
+    name: String,
+}
+
+/// Classifies texts. Build it once at start-up: every table and regular
+/// expression is compiled in [`Classifier::new`], none per message.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// Keywords by their first word, longest keyword first.
+    lead: HashMap<String, Vec<Entry>>,
+    /// Single-word opt-out keywords of 6+ letters, in table order.
+    typo_targets: Vec<Entry>,
+    programs: Vec<ProgramName>,
+    particles: Vec<Vec<&'static str>>,
+    help_particles: Vec<Vec<&'static str>>,
+    phrase_set: RegexSet,
+    phrases: Vec<Regex>,
+    negation: Regex,
+}
+
+/// Minimum length (in letters) of an opt-out keyword that tolerates a typo.
+const TYPO_MIN_KEYWORD_LEN: usize = 6;
+/// Messages of at most this many words count an opt-out keyword anywhere.
+const SHORT_MESSAGE_WORDS: usize = 3;
+
+fn wrap(pattern: &str) -> String {
+    format!(" (?:{pattern}) ")
+}
+
+fn tokens_of(normalised: &str) -> Vec<String> {
+    normalised
+        .split(' ')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn guess_language(tokens: &[String]) -> Vec<Language> {
+    let cyrillic = tokens
+        .iter()
+        .flat_map(|t| t.chars())
+        .any(|c| matches!(c, '\u{0400}'..='\u{04FF}'));
+    if cyrillic {
+        vec![Language::Ru]
+    } else {
+        Vec::new()
+    }
+}
+
+impl Classifier {
+    pub fn new(config: &ClassifierConfig) -> Classifier {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut add = |text: &str, kind: Kind, langs: Vec<Language>| {
+            let canonical = normalize(text);
+            if canonical.is_empty() {
+                return;
+            }
+            if let Some(e) = entries
+                .iter_mut()
+                .find(|e| e.canonical == canonical && e.kind == kind)
+            {
+                e.langs.extend(langs);
+                e.langs.sort();
+                e.langs.dedup();
+                return;
+            }
+            entries.push(Entry {
+                tokens: tokens_of(&canonical),
+                canonical,
+                kind,
+                langs,
+            });
+        };
+        for (text, kind, lang) in KEYWORDS {
+            add(text, *kind, vec![*lang]);
+        }
+        for program in &config.programs {
+            let lists = [
+                (&program.opt_in, Kind::OptIn),
+                (&program.opt_out, Kind::OptOut),
+                (&program.help, Kind::Help),
+            ];
+            for (words, kind) in lists {
+                for word in words {
+                    let langs = guess_language(&tokens_of(&normalize(word)));
+                    add(word, kind, langs);
+                }
+            }
+        }
+
+        let typo_targets = entries
+            .iter()
+            .filter(|e| {
+                e.kind.is_opt_out()
+                    && e.tokens.len() == 1
+                    && e.canonical.chars().count() >= TYPO_MIN_KEYWORD_LEN
+            })
+            .cloned()
+            .collect();
+
+        let mut lead: HashMap<String, Vec<Entry>> = HashMap::new();
+        for entry in entries {
+            if let Some(first) = entry.tokens.first() {
+                lead.entry(first.clone()).or_default().push(entry);
+            }
+        }
+        for list in lead.values_mut() {
+            // Longest first; opt-out before anything else of the same length.
+            list.sort_by_key(|e| (std::cmp::Reverse(e.tokens.len()), !e.kind.is_opt_out()));
+        }
+
+        let programs = config
+            .programs
+            .iter()
+            .map(|p| ProgramName {
+                tokens: tokens_of(&normalize(&p.name)),
+                name: p.name.clone(),
+            })
+            .filter(|p| !p.tokens.is_empty())
+            .collect();
+
+        let split = |list: &[&'static str]| -> Vec<Vec<&'static str>> {
+            let mut out: Vec<Vec<&'static str>> =
+                list.iter().map(|p| p.split(' ').collect()).collect();
+            out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            out
+        };
+        let particles = split(PARTICLES);
+        let mut help_list: Vec<&'static str> = PARTICLES.to_vec();
+        help_list.extend_from_slice(HELP_PARTICLES);
+        let help_particles = split(&help_list);
+
+        let phrase_patterns: Vec<String> = PHRASES.iter().map(|(_, _, p)| wrap(p)).collect();
+        // The patterns are constants of this crate, covered by tests: a
+        // failure here is a programming error, not an input error.
+        let phrase_set = RegexSet::new(&phrase_patterns).expect("built-in phrase patterns compile");
+        let phrases = phrase_patterns
+            .iter()
+            .map(|p| Regex::new(p).expect("built-in phrase pattern compiles"))
+            .collect();
+        let negation = Regex::new(&wrap(&NEGATIONS.join("|"))).expect("built-in negations compile");
+
+        Classifier {
+            lead,
+            typo_targets,
+            programs,
+            particles,
+            help_particles,
+            phrase_set,
+            phrases,
+            negation,
+        }
+    }
+
+    /// Normalises and classifies a text. Never panics.
+    pub fn classify(&self, text: &str) -> Classification {
+        self.classify_normalized(&normalize(text))
+    }
+
+    /// Classifies a text already passed through [`normalize`] (callers that
+    /// also need the normalised text, e.g. for loop detection, normalise
+    /// once). Any other string is accepted too and never panics, but may be
+    /// classified differently from its normalised form.
+    pub fn classify_normalized(&self, normalised: &str) -> Classification {
+        let tokens: Vec<&str> = normalised.split(' ').filter(|t| !t.is_empty()).collect();
+        if tokens.is_empty() {
+            return Classification::unknown(Reason::Empty);
+        }
+
+        // 2. leading opt-out keyword
+        if let Some(entry) = self.lead_entry(&tokens, |k| k.is_opt_out()) {
+            return self.opt_out(entry, &tokens, None);
+        }
+        // 3. typo of a long opt-out keyword
+        if let Some(entry) = self.typo(tokens[0]) {
+            return self.opt_out(entry, &tokens, Some(Reason::Typo));
+        }
+
+        // 4-6. phrases, short messages, negations. Patterns are matched on
+        // " TEXT " so that every pattern starts and ends at a word boundary.
+        let joined = tokens.join(" ");
+        let hay = format!(" {joined} ");
+        let negations = self.negation_spans(&hay);
+        if let Some((id, lang)) = self.phrase(&hay, &negations) {
+            return Classification {
+                action: Action::OptOut,
+                program: None,
+                language: Some(lang),
+                keyword: Some(id.to_string()),
+                reason: Reason::Phrase,
+            };
+        }
+        if let Some((refusal, lang)) = REFUSALS.iter().find(|(r, _)| *r == joined) {
+            return Classification {
+                action: Action::OptOut,
+                program: None,
+                language: Some(*lang),
+                keyword: Some(refusal.to_lowercase()),
+                reason: Reason::Phrase,
+            };
+        }
+        if tokens.len() <= SHORT_MESSAGE_WORDS {
+            if let Some(c) = self.short_with_opt_out(&tokens, &negations) {
+                return c;
+            }
+        }
+        if !negations.is_empty() {
+            return Classification::unknown(Reason::Negated);
+        }
+
+        // 7. strict opt-in, confirmation and help
+        if let Some(entry) = self.lead_entry(&tokens, |k| !k.is_opt_out()) {
+            let particles = if entry.kind == Kind::Help {
+                &self.help_particles
+            } else {
+                &self.particles
+            };
+            let rest = &tokens[entry.tokens.len()..];
+            return match self.strict_tail(rest, particles) {
+                Some((program, reason)) => Classification {
+                    action: match entry.kind {
+                        Kind::OptIn => Action::OptIn,
+                        Kind::Confirm => Action::Confirm,
+                        Kind::Help => Action::Help,
+                        Kind::OptOut | Kind::OptOutAll => Action::OptOut,
+                    },
+                    program,
+                    language: resolve_language(&entry.langs, &tokens),
+                    keyword: Some(entry.canonical.clone()),
+                    reason,
+                },
+                None if entry.kind == Kind::Help => Classification::unknown(Reason::NoMatch),
+                None => Classification::unknown(Reason::NotConsent),
+            };
+        }
+        Classification::unknown(Reason::NoMatch)
+    }
+
+    fn lead_entry(&self, tokens: &[&str], want: impl Fn(Kind) -> bool) -> Option<&Entry> {
+        let first = tokens.first()?;
+        self.lead.get(*first)?.iter().find(|e| {
+            want(e.kind)
+                && e.tokens.len() <= tokens.len()
+                && e.tokens.iter().zip(tokens).all(|(a, b)| a == b)
+        })
+    }
+
+    fn typo(&self, first: &str) -> Option<&Entry> {
+        if self.lead.contains_key(first) || first.chars().count() < TYPO_MIN_KEYWORD_LEN - 1 {
+            return None;
+        }
+        self.typo_targets
+            .iter()
+            .find(|e| strsim::osa_distance(first, &e.canonical) == 1)
+    }
+
+    /// An opt-out led by `entry`: widened to all programs by `STOPALL` or a
+    /// following `ALL`, narrowed to a program a following word names.
+    /// `reason` overrides the computed one (typos keep `Typo`).
+    fn opt_out(&self, entry: &Entry, tokens: &[&str], reason: Option<Reason>) -> Classification {
+        // A typo matched one (misspelt) word, a keyword all of its words.
+        let consumed = if reason == Some(Reason::Typo) {
+            1
+        } else {
+            entry.tokens.len()
+        };
+        let rest = tokens.get(consumed..).unwrap_or(&[]);
+        let mut c = Classification {
+            action: Action::OptOut,
+            program: None,
+            language: resolve_language(&entry.langs, tokens),
+            keyword: Some(entry.canonical.clone()),
+            reason: Reason::ExactKeyword,
+        };
+        let used = if entry.kind == Kind::OptOutAll {
+            c.action = Action::OptOutAll;
+            0
+        } else if let Some(all) = rest.first().filter(|w| ALL_WORDS.contains(w)) {
+            c.action = Action::OptOutAll;
+            c.keyword = Some(format!("{} {all}", entry.canonical));
+            1
+        } else if let Some((name, n)) = self.program_at(rest) {
+            c.program = Some(name.to_string());
+            c.reason = Reason::KeywordWithProgram;
+            n
+        } else {
+            0
+        };
+        if rest.len() > used {
+            c.reason = Reason::LeadingOptOutKeyword;
+        }
+        if let Some(r) = reason {
+            c.reason = r;
+        }
+        c
+    }
+
+    /// A configured program named by the words at the start of `rest`.
+    fn program_at(&self, rest: &[&str]) -> Option<(&str, usize)> {
+        self.programs
+            .iter()
+            .filter(|p| {
+                p.tokens.len() <= rest.len() && p.tokens.iter().zip(rest).all(|(a, b)| a == b)
+            })
+            .max_by_key(|p| p.tokens.len())
+            .map(|p| (p.name.as_str(), p.tokens.len()))
+    }
+
+    /// After a strict keyword: at most one program name and any number of
+    /// particles, nothing else.
+    fn strict_tail(
+        &self,
+        mut rest: &[&str],
+        particles: &[Vec<&'static str>],
+    ) -> Option<(Option<String>, Reason)> {
+        let mut program: Option<String> = None;
+        let mut particle = false;
+        while !rest.is_empty() {
+            if program.is_none() {
+                if let Some((name, n)) = self.program_at(rest) {
+                    program = Some(name.to_string());
+                    rest = &rest[n..];
+                    continue;
+                }
+            }
+            let p = particles
+                .iter()
+                .find(|p| p.len() <= rest.len() && p.iter().zip(rest).all(|(a, b)| a == b))?;
+            particle = true;
+            rest = &rest[p.len()..];
+        }
+        let reason = if particle {
+            Reason::KeywordWithParticle
+        } else if program.is_some() {
+            Reason::KeywordWithProgram
+        } else {
+            Reason::ExactKeyword
+        };
+        Some((program, reason))
+    }
+
+    /// Byte spans (inside `hay`, without the boundary spaces) of negations.
+    fn negation_spans(&self, hay: &str) -> Vec<(usize, usize)> {
+        spans(&self.negation, hay)
+    }
+
+    fn phrase(&self, hay: &str, negations: &[(usize, usize)]) -> Option<(&'static str, Language)> {
+        let matched = self.phrase_set.matches(hay);
+        for index in matched.iter() {
+            let (id, lang, _) = PHRASES.get(index)?;
+            let free = negations.is_empty()
+                || spans(self.phrases.get(index)?, hay)
+                    .iter()
+                    .any(|s| !negations.iter().any(|n| overlaps(*s, *n)));
+            if free {
+                return Some((id, *lang));
+            }
+        }
+        None
+    }
+
+    fn short_with_opt_out(
+        &self,
+        tokens: &[&str],
+        negations: &[(usize, usize)],
+    ) -> Option<Classification> {
+        // Position of each token inside " TEXT ".
+        let mut start = 1;
+        for (i, token) in tokens.iter().enumerate() {
+            let span = (start, start + token.len());
+            start = span.1 + 1;
+            if i == 0 || negations.iter().any(|n| overlaps(span, *n)) {
+                continue;
+            }
+            let rest = &tokens[i..];
+            if let Some(entry) = self.lead_entry(rest, |k| k.is_opt_out()) {
+                let mut c = self.opt_out(entry, rest, None);
+                c.language = resolve_language(&entry.langs, tokens);
+                c.reason = Reason::ShortWithOptOutKeyword;
+                return Some(c);
+            }
+        }
+        None
+    }
+}
+
+/// All matches of `re` in `hay`, overlapping ones included, as spans without
+/// the boundary spaces the patterns consume.
+fn spans(re: &Regex, hay: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < hay.len() {
+        let Some(m) = re.find_at(hay, at) else { break };
+        out.push((m.start() + 1, m.end().saturating_sub(1)));
+        // Patterns start with a (one-byte) space: restart just after it so
+        // that a match sharing that space with the previous one is found.
+        at = m.start() + 1;
+    }
+    out
+}
+
+fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+fn resolve_language(langs: &[Language], tokens: &[&str]) -> Option<Language> {
+    match langs {
+        [] => None,
+        [one] => Some(*one),
+        _ if langs.contains(&Language::Id) && langs.contains(&Language::En) => {
+            if tokens.iter().any(|t| INDONESIAN_MARKERS.contains(t)) {
+                Some(Language::Id)
+            } else {
+                Some(Language::En)
+            }
+        }
+        [first, ..] => Some(*first),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classifier() -> Classifier {
+        Classifier::new(&ClassifierConfig {
+            programs: vec![
+                ProgramKeywords {
+                    name: "promo".into(),
+                    opt_in: vec!["GABUNG".into()],
+                    opt_out: vec!["KELUAR".into(), "ВЫХОД".into()],
+                    help: vec!["TANYA".into()],
+                },
+                ProgramKeywords {
+                    name: "news".into(),
+                    ..Default::default()
+                },
+            ],
+        })
+    }
+
+    #[test]
+    fn the_built_in_tables_compile() {
+        let c = classifier();
+        assert_eq!(c.phrases.len(), PHRASES.len());
+    }
+
+    #[test]
+    fn a_bare_stop_is_an_english_opt_out_of_the_short_codes_program() {
+        let c = classifier().classify("STOP");
+        assert_eq!(c.action, Action::OptOut);
+        assert_eq!(c.program, None);
+        assert_eq!(c.language, Some(Language::En));
+        assert_eq!(c.keyword.as_deref(), Some("STOP"));
+        assert_eq!(c.reason, Reason::ExactKeyword);
+    }
+
+    #[test]
+    fn stop_with_an_indonesian_particle_is_indonesian() {
+        let c = classifier().classify("stop dong");
+        assert_eq!(c.action, Action::OptOut);
+        assert_eq!(c.language, Some(Language::Id));
+    }
+
+    #[test]
+    fn a_keyword_followed_by_all_leaves_every_program() {
+        let c = classifier().classify("unreg all");
+        assert_eq!(c.action, Action::OptOutAll);
+        assert_eq!(c.keyword.as_deref(), Some("UNREG ALL"));
+        assert_eq!(c.reason, Reason::ExactKeyword);
+    }
+
+    #[test]
+    fn an_opt_in_naming_a_program_reports_it_as_configured() {
+        let c = classifier().classify("mau Promo");
+        assert_eq!(c.action, Action::OptIn);
+        assert_eq!(c.program.as_deref(), Some("promo"));
+        assert_eq!(c.reason, Reason::KeywordWithProgram);
+    }
+
+    #[test]
+    fn an_opt_in_inside_a_sentence_is_not_consent() {
+        let c = classifier().classify("Mau tanya harga");
+        assert_eq!(c.action, Action::Unknown);
+        assert_eq!(c.reason, Reason::NotConsent);
+        assert_eq!(c.language, None);
+    }
+
+    #[test]
+    fn a_typo_of_a_long_opt_out_keyword_is_an_opt_out() {
+        let c = classifier().classify("UNSUBSRIBE");
+        assert_eq!(c.action, Action::OptOut);
+        assert_eq!(c.reason, Reason::Typo);
+        assert_eq!(c.keyword.as_deref(), Some("UNSUBSCRIBE"));
+    }
+
+    #[test]
+    fn a_typo_of_an_opt_in_keyword_is_not_an_opt_in() {
+        assert_eq!(classifier().classify("SUBSCRIBR").action, Action::Unknown);
+        assert_eq!(classifier().classify("DAFTRA").action, Action::Unknown);
+    }
+
+    #[test]
+    fn a_negated_stop_is_not_an_opt_out() {
+        let c = classifier().classify("don't stop sending me deals");
+        assert_eq!(c.action, Action::Unknown);
+        assert_eq!(c.reason, Reason::Negated);
+    }
+
+    #[test]
+    fn an_opt_out_phrase_outside_a_negation_still_counts() {
+        let c = classifier().classify("I can't stop laughing, please stop texting me");
+        assert_eq!(c.action, Action::OptOut);
+        assert_eq!(c.reason, Reason::Phrase);
+    }
+
+    #[test]
+    fn program_keywords_are_added_to_the_built_in_ones() {
+        let c = classifier();
+        assert_eq!(c.classify("keluar").action, Action::OptOut);
+        assert_eq!(c.classify("keluar").language, None);
+        assert_eq!(c.classify("выход").language, Some(Language::Ru));
+        assert_eq!(c.classify("gabung dong").action, Action::OptIn);
+        assert_eq!(c.classify("tanya").action, Action::Help);
+    }
+
+    #[test]
+    fn spans_include_overlapping_matches() {
+        let re = Regex::new(&wrap("A B|B C")).expect("test pattern");
+        assert_eq!(spans(&re, " A B C "), vec![(1, 4), (3, 6)]);
+    }
+
+    #[test]
+    fn actions_round_trip_through_their_names() {
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>(), Ok(a));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Built-in keyword tables (CONTRACT §5), polite particles and natural-language
+//! opt-out phrases for Indonesian, English and Russian.
+//!
+//! Every table is written in normalised form (see [`super::normalize`]):
+//! upper case, no punctuation, no apostrophes (`DONT`), single spaces.
+//! The phrase patterns are regular expressions over that form; the classifier
+//! wraps each in spaces (` PATTERN `) and searches ` TEXT `, so a pattern
+//! always starts and ends on a word boundary. `[^ ]*` means "the rest of the
+//! word" (Russian endings, Indonesian suffixes).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Language of a matched keyword or phrase, which is also the language of the
+/// reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Id,
+    En,
+    Ru,
+}
+
+impl Language {
+    pub const ALL: [Language; 3] = [Language::Id, Language::En, Language::Ru];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Id => "id",
+            Language::En => "en",
+            Language::Ru => "ru",
+        }
+    }
+
+    /// The keyword that replies in this language tell people to send to stop.
+    pub fn stop_keyword(self) -> &'static str {
+        match self {
+            Language::Id | Language::En => "UNSUBSCRIBE",
+            Language::Ru => "СТОП",
+        }
+    }
+
+    /// The keyword that replies in this language tell people to send for help.
+    pub fn help_keyword(self) -> &'static str {
+        match self {
+            Language::Id => "BANTUAN",
+            Language::En => "HELP",
+            Language::Ru => "ПОМОЩЬ",
+        }
+    }
+
+    /// The keyword that replies in this language tell people to send to
+    /// subscribe.
+    pub fn start_keyword(self) -> &'static str {
+        match self {
+            Language::Id => "MAU",
+            Language::En => "START",
+            Language::Ru => "СТАРТ",
+        }
+    }
+
+    /// The word that confirms a pending double opt-in in this language.
+    pub fn confirm_keyword(self) -> &'static str {
+        match self {
+            Language::Id => "YA",
+            Language::En => "YES",
+            Language::Ru => "ДА",
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of parsing a [`Language`] from text other than `id`, `en`, `ru`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseLanguageError(pub String);
+
+impl fmt::Display for ParseLanguageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown language {:?} (expected id, en or ru)", self.0)
+    }
+}
+
+impl std::error::Error for ParseLanguageError {}
+
+impl FromStr for Language {
+    type Err = ParseLanguageError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "id" => Ok(Language::Id),
+            "en" => Ok(Language::En),
+            "ru" => Ok(Language::Ru),
+            other => Err(ParseLanguageError(other.to_string())),
+        }
+    }
+}
+
+/// What a keyword asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    OptIn,
+    Confirm,
+    OptOut,
+    OptOutAll,
+    Help,
+}
+
+impl Kind {
+    pub(crate) fn is_opt_out(self) -> bool {
+        matches!(self, Kind::OptOut | Kind::OptOutAll)
+    }
+}
+
+use Kind::*;
+use Language::*;
+
+/// Built-in keywords. A word listed for two languages (STOP, UNSUBSCRIBE,
+/// INFO are Indonesian and English) is resolved by the classifier.
+pub(crate) const KEYWORDS: &[(&str, Kind, Language)] = &[
+    // opt-in
+    ("MAU", OptIn, Id),
+    ("DAFTAR", OptIn, Id),
+    ("REG", OptIn, Id),
+    ("START", OptIn, En),
+    ("YES", OptIn, En),
+    ("SUBSCRIBE", OptIn, En),
+    ("JOIN", OptIn, En),
+    ("UNSTOP", OptIn, En),
+    ("ДА", OptIn, Ru),
+    ("СТАРТ", OptIn, Ru),
+    ("ПОДПИСКА", OptIn, Ru),
+    ("ПОДПИСАТЬСЯ", OptIn, Ru),
+    // confirmation of a pending double opt-in (YES and ДА are opt-in words,
+    // which the state machine takes as a confirmation while pending)
+    ("YA", Confirm, Id),
+    // opt-out
+    ("UNSUBSCRIBE", OptOut, Id),
+    ("BERHENTI", OptOut, Id),
+    ("UNREG", OptOut, Id),
+    ("STOP", OptOut, Id),
+    ("STOP", OptOut, En),
+    ("UNSUBSCRIBE", OptOut, En),
+    ("CANCEL", OptOut, En),
+    ("END", OptOut, En),
+    ("QUIT", OptOut, En),
+    ("REVOKE", OptOut, En),
+    ("OPTOUT", OptOut, En),
+    ("OPT OUT", OptOut, En),
+    ("STOPALL", OptOutAll, En),
+    ("СТОП", OptOut, Ru),
+    ("ОТПИСКА", OptOut, Ru),
+    ("ОТПИСАТЬСЯ", OptOut, Ru),
+    ("ХВАТИТ", OptOut, Ru),
+    // help
+    ("BANTUAN", Help, Id),
+    ("INFO", Help, Id),
+    ("HELP", Help, En),
+    ("INFO", Help, En),
+    ("ПОМОЩЬ", Help, Ru),
+    ("ИНФО", Help, Ru),
+    ("СПРАВКА", Help, Ru),
+];
+
+/// Words that, right after an opt-out keyword, widen it to every program.
+pub(crate) const ALL_WORDS: &[&str] = &["ALL", "SEMUA", "ВСЕ", "ВСЁ"];
+
+/// Polite words that may follow an opt-in, confirmation or help keyword
+/// without making the message a sentence. Multi-word particles are listed as
+/// one string.
+pub(crate) const PARTICLES: &[&str] = &[
+    // id
+    "DONG",
+    "YA",
+    "YAH",
+    "AJA",
+    "SAJA",
+    "DEH",
+    "KAK",
+    "KAKAK",
+    "MIN",
+    "GAN",
+    "SIS",
+    "TERIMA KASIH",
+    "MAKASIH",
+    "TRIMS", // en (also used in Indonesian texts)
+    "PLEASE",
+    "PLS",
+    "PLZ",
+    "THANKS",
+    "THANK YOU",
+    "THX", // ru
+    "ПОЖАЛУЙСТА",
+    "ПЖЛ",
+    "СПАСИБО",
+];
+
+/// Extra words allowed after a help keyword only (`HELP me`, `info saya`).
+pub(crate) const HELP_PARTICLES: &[&str] = &["ME", "SAYA", "AKU", "МНЕ"];
+
+/// Words that reveal an Indonesian message. They decide the language of a
+/// keyword that is both Indonesian and English (`STOP dong` is Indonesian,
+/// `STOP` alone is English).
+pub(crate) const INDONESIAN_MARKERS: &[&str] = &[
+    "DONG", "YA", "YAH", "AJA", "SAJA", "DEH", "KAK", "KAKAK", "MIN", "GAN", "SIS", "TOLONG",
+    "SAYA", "AKU", "LAGI", "JANGAN", "TIDAK", "GAK", "GA", "NGGAK", "MAKASIH", "TERIMA", "KASIH",
+    "KIRIM", "NOMOR", "SUDAH", "UDAH", "SEMUA", "MOHON", "BERHENTI",
+];
+
+/// Natural-language opt-out phrases: (id reported as `keyword`, language,
+/// pattern). Matched anywhere in the message unless a negation covers them.
+pub(crate) const PHRASES: &[(&str, Language, &str)] = &[
+    // en
+    (
+        "stop texting me",
+        En,
+        "(STOP|QUIT) (TEXTING|TEXT|TEXTS|SENDING|SEND|MESSAGING|MESSAGE|MESSAGES|MSG|MSGS|SMS|SPAMMING|SPAM|CONTACTING|BOTHERING|CALLING|EMAILING|RECEIVING|GETTING)",
+    ),
+    ("please stop", En, "(PLEASE|PLS|PLZ|KINDLY) (STOP|UNSUBSCRIBE|CANCEL|END)"),
+    ("remove me", En, "REMOVE (ME|MY NUMBER|MY NO|THIS NUMBER|US)"),
+    ("take me off", En, "TAKE (ME|MY NUMBER|US|THIS NUMBER) OFF"),
+    (
+        "do not text me",
+        En,
+        "(DO NOT|DONT|NEVER) (TEXT|TEXTS|SEND|MESSAGE|CONTACT|SMS|MSG|CALL|EMAIL|BOTHER|SPAM)",
+    ),
+    ("no more messages", En, "NO MORE (TEXTS?|MESSAGES?|MSGS?|SMS|SPAM|PROMOS?|ADS)"),
+    ("leave me alone", En, "LEAVE ME ALONE"),
+    ("opt me out", En, "OPT (ME|US) OUT"),
+    (
+        "want to cancel",
+        En,
+        "(WANT|WISH|LIKE|NEED) TO (CANCEL|UNSUBSCRIBE|QUIT|OPT OUT|UNREG|BE REMOVED|STOP (RECEIVING|GETTING|THESE|THE MESSAGES|THE TEXTS))",
+    ),
+    (
+        "do not want these messages",
+        En,
+        "(DONT|DO NOT) WANT (THESE|THIS|THEM|YOUR|ANY|MORE|ANYMORE|TEXTS?|MESSAGES?|SMS)",
+    ),
+    ("unsubscribe", En, "(UNSUBSCRIBE|UNSUBSCRIBED|UNSUB|OPTOUT|OPT OUT|OPTED OUT)"),
+    ("wrong number", En, "WRONG (NUMBER|NO|PERSON)"),
+    ("not interested", En, "NOT INTERESTED"),
+    // id
+    (
+        "jangan kirim",
+        Id,
+        "(JANGAN|JGN) (KIRIM|DIKIRIM|MENGIRIM|SMS|HUBUNGI|GANGGU|SPAM)[^ ]*",
+    ),
+    (
+        "tidak mau lagi",
+        Id,
+        "(TIDAK|TDK|GAK|GA|GK|NGGAK|NGGA|ENGGAK|NDAK|ORA) (MAU|INGIN|PERLU|BUTUH|MINAT) (LAGI|LG|TERIMA|TRIMA|MENERIMA|DIKIRIM|DAPAT|SMS|PROMO|PESAN|DIHUBUNGI)",
+    ),
+    (
+        "tidak berminat",
+        Id,
+        "(TIDAK|TDK|GAK|GA|GK|NGGAK|NGGA|ENGGAK) (BERMINAT|MINAT|TERTARIK)",
+    ),
+    (
+        "berhenti kirim",
+        Id,
+        "(BERHENTI|STOP|STOPKAN|SETOP|HENTIKAN) (KIRIM|MENGIRIM|SMS|LANGGANAN|BERLANGGANAN|PESAN)[^ ]*",
+    ),
+    ("hentikan", Id, "HENTIKAN"),
+    (
+        "mau berhenti",
+        Id,
+        "(MAU|INGIN|PENGEN|PINGIN|MINTA|TOLONG|MOHON) (STOP|BERHENTI|UNREG|UNSUBSCRIBE|KELUAR|DIHAPUS)",
+    ),
+    (
+        "hapus nomor saya",
+        Id,
+        "(HAPUS|HAPUSKAN|KELUARKAN|COPOT) (NOMOR|NOMER|NO|SAYA|AKU)",
+    ),
+    ("unreg", Id, "UNREG"),
+    // ru
+    (
+        "не присылайте",
+        Ru,
+        "НЕ (ПРИСЫЛА|ПРИСЫЛ|ПРИШЛ|ОТПРАВЛЯ|ПИШИ|ПИШ|ШЛИ|ШЛЁ|ШЛЕ|БЕСПОКО|ЗВОНИ|СПАМ)[^ ]*",
+    ),
+    (
+        "не надо присылать",
+        Ru,
+        "НЕ (НАДО|НУЖНО) (ПРИСЫЛА|ПИСА|ОТПРАВЛЯ|СЛА|СМС|СООБЩЕН|РАССЫЛ)[^ ]*",
+    ),
+    ("отпишите меня", Ru, "(ОТПИШ|ОТПИСА|ОТПИСК)[^ ]*"),
+    (
+        "уберите меня из рассылки",
+        Ru,
+        "(УБЕРИ|УДАЛИ|ИСКЛЮЧИ)[^ ]* (МЕНЯ|МОЙ НОМЕР|НОМЕР)",
+    ),
+    ("прекратите", Ru, "ПРЕКРАТИ[^ ]*"),
+    ("больше не надо", Ru, "БОЛЬШЕ НЕ (НАДО|НУЖНО)"),
+    (
+        "не хочу получать",
+        Ru,
+        "НЕ ХОЧУ (ПОЛУЧАТЬ|БОЛЬШЕ|ЭТИ|ВАШИ|ВАШУ|РАССЫЛК|СООБЩЕН|СМС)[^ ]*",
+    ),
+];
+
+/// Whole messages that refuse, without any keyword: when a text is unclear,
+/// opt-out wins. Compared with the entire normalised message.
+pub(crate) const REFUSALS: &[(&str, Language)] = &[
+    ("TIDAK MAU", Id),
+    ("TDK MAU", Id),
+    ("GAK MAU", Id),
+    ("GA MAU", Id),
+    ("GK MAU", Id),
+    ("NGGAK MAU", Id),
+    ("ENGGAK MAU", Id),
+    ("NO THANKS", En),
+    ("NO THANK YOU", En),
+    ("НЕ ХОЧУ", Ru),
+    ("НЕ НАДО", Ru),
+    ("НЕ НУЖНО", Ru),
+];
+
+/// Negations of opting out (`don't stop`, `jangan berhenti`, `не
+/// останавливайте`). An opt-out phrase or keyword inside a negation does not
+/// count.
+pub(crate) const NEGATIONS: &[&str] = &[
+    // en
+    "(DONT|DO NOT|DOESNT|DOES NOT|DIDNT|DID NOT|NEVER|CANT|CANNOT|CAN NOT|WONT|WILL NOT|COULDNT|SHOULDNT|NOT|NO NEED TO) (EVER )?((WANT|WISH|NEED|LIKE) TO )?(STOP|STOPPING|UNSUBSCRIBE|CANCEL|END|QUIT|REMOVE|OPT OUT|OPTOUT)",
+    // id
+    "(JANGAN|JGN|TIDAK|TDK|GAK|GA|GK|NGGAK|NGGA|ENGGAK|BUKAN) (MAU |INGIN |PERLU )?(BERHENTI|STOP|UNREG|UNSUBSCRIBE|DIHENTIKAN|KELUAR|DIHAPUS|HAPUS)",
+    // ru
+    "НЕ (НАДО |НУЖНО )?(ОСТАНАВЛИВ|ОСТАНОВ|ПРЕКРАЩА|ПРЕКРАТ|ОТПИСЫВ|ОТПИСА|УДАЛЯ|УДАЛИ|ОТКЛЮЧА|УБИРА)[^ ]*",
+];
+
+/// Whether a single normalised word is a built-in keyword (used to break ties
+/// when folding look-alike letters).
+pub(crate) fn is_builtin_token(word: &str) -> bool {
+    KEYWORDS.iter().any(|(k, _, _)| *k == word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::normalize::normalize;
+
+    #[test]
+    fn every_table_entry_is_already_normalised() {
+        let tables = KEYWORDS
+            .iter()
+            .map(|(k, _, _)| *k)
+            .chain(ALL_WORDS.iter().copied())
+            .chain(PARTICLES.iter().copied())
+            .chain(HELP_PARTICLES.iter().copied())
+            .chain(INDONESIAN_MARKERS.iter().copied())
+            .chain(REFUSALS.iter().map(|(r, _)| *r));
+        for word in tables {
+            assert_eq!(
+                normalize(word),
+                word,
+                "table entry {word:?} is not normalised"
+            );
+        }
+    }
+
+    #[test]
+    fn languages_round_trip_through_their_names() {
+        for lang in Language::ALL {
+            assert_eq!(lang.as_str().parse::<Language>(), Ok(lang));
+        }
+        assert!("fr".parse::<Language>().is_err());
+    }
+}

@@ -53,6 +53,8 @@ CREATE TABLE inbound_messages (
     keyword            text,
     language           text CHECK (language IN ('id', 'en', 'ru')),
     raw                jsonb NOT NULL,        -- the gateway's payload as received
+    result_state       subscription_state,    -- the answer given, repeated for a retried delivery
+    outcome            text CHECK (outcome IN ('applied', 'no_change', 'stale', 'expired')),
     CONSTRAINT inbound_messages_gateway_id_key UNIQUE (gateway, gateway_message_id)
 );
 CREATE INDEX inbound_messages_msisdn_idx ON inbound_messages (msisdn, received_at DESC, id DESC);
@@ -72,7 +74,8 @@ CREATE TABLE subscription_events (
     reason             text,
     effective_at       timestamptz NOT NULL,  -- when the subscriber (or staff) acted
     recorded_at        timestamptz NOT NULL DEFAULT now(),
-    CHECK (from_state <> to_state),
+    -- a renewed double opt-in request (pending -> pending) is evidence too
+    CHECK (from_state <> to_state OR to_state = 'pending'),
     CHECK ((cause = 'inbound') = (inbound_message_id IS NOT NULL)),
     CHECK (cause = 'inbound' OR actor IS NOT NULL),
     CHECK (cause <> 'staff' OR (reason IS NOT NULL AND length(reason) > 0)),
@@ -104,11 +107,24 @@ CREATE TABLE subscriptions (
     state    subscription_state NOT NULL,
     since    timestamptz NOT NULL,
     event_id bigint NOT NULL,
+    last_opt_out_at timestamptz,  -- effective time of the latest opt-out
     PRIMARY KEY (msisdn, program),
     FOREIGN KEY (event_id, msisdn, program, state)
         REFERENCES subscription_events (id, msisdn, program, to_state)
 );
 CREATE INDEX subscriptions_program_state_idx ON subscriptions (program, state, msisdn);
+
+-- One row per number ever seen. `version` grows with every applied inbound
+-- message: writers check it (compare-and-set), so two messages from one
+-- number can never both act on the same facts.
+CREATE TABLE subscribers (
+    msisdn           text PRIMARY KEY CHECK (is_msisdn(msisdn)),
+    version          bigint NOT NULL DEFAULT 0 CHECK (version >= 0),
+    first_seen_at    timestamptz NOT NULL DEFAULT now(),
+    last_inbound_at  timestamptz,
+    last_goodbye_at  timestamptz,   -- last opt-out confirmation queued
+    last_fallback_at timestamptz    -- last "send MAU to subscribe" queued
+);
 
 CREATE TABLE outbox (
     id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),

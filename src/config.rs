@@ -149,6 +149,27 @@ pub struct ProgramSettings {
     pub frequency: BTreeMap<String, String>,
     #[serde(default)]
     pub double_opt_in: bool,
+    /// How long a double opt-in waits for its confirmation.
+    #[serde(default = "default_pending_ttl_hours")]
+    pub pending_ttl_hours: u32,
+    /// Keywords this program adds to the built-in ones.
+    #[serde(default)]
+    pub keywords: KeywordSettings,
+    /// Replacements of the built-in reply templates, per language:
+    /// `[programs.replies.id] welcome = "…"`.
+    #[serde(default)]
+    pub replies: crate::core::ReplyOverrides,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeywordSettings {
+    #[serde(default)]
+    pub opt_in: Vec<String>,
+    #[serde(default)]
+    pub opt_out: Vec<String>,
+    #[serde(default)]
+    pub help: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -188,6 +209,9 @@ fn default_region() -> String {
 }
 fn default_shutdown_grace() -> u64 {
     30
+}
+fn default_pending_ttl_hours() -> u32 {
+    24
 }
 fn default_sender() -> String {
     "log".to_owned()
@@ -291,6 +315,9 @@ impl Settings {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
                 double_opt_in: false,
+                pending_ttl_hours: default_pending_ttl_hours(),
+                keywords: KeywordSettings::default(),
+                replies: Default::default(),
             });
             if self.gateways.generic.is_none() {
                 self.gateways.generic = Some(GenericSettings::default());
@@ -347,6 +374,12 @@ impl Settings {
                 problems.push(format!(
                     "{at}: frequency is missing (the welcome must say how often messages come)"
                 ));
+            }
+            if p.pending_ttl_hours == 0 {
+                problems.push(format!("{at}: pending_ttl_hours must be at least 1"));
+            }
+            for problem in p.replies.lint() {
+                problems.push(format!("{at}: {problem}"));
             }
             for lang in p.frequency.keys() {
                 if !["id", "en", "ru"].contains(&lang.as_str()) {

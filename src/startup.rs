@@ -10,8 +10,10 @@ use deadpool_postgres::Pool;
 
 use crate::config::Settings;
 use crate::error;
+use crate::gateways::Gateways;
+use crate::inbound::Inbound;
 use crate::metrics::{self, Metrics};
-use crate::routes::health;
+use crate::routes::{health, webhooks};
 
 /// Largest request body accepted (CONTRACT §4: 413 above it).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,6 +35,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::new());
+        let gateways = web::Data::new(Gateways::from_settings(&settings));
+        let inbound = web::Data::new(Inbound::new(&settings));
         let settings = web::Data::from(settings);
         let grace = settings.service.shutdown_grace_secs;
         let server = HttpServer::new(move || {
@@ -41,10 +45,13 @@ impl Application {
                 .app_data(pool.clone())
                 .app_data(metrics.clone())
                 .app_data(settings.clone())
+                .app_data(gateways.clone())
+                .app_data(inbound.clone())
                 .app_data(error::json_config())
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(health::metrics))
+                .route("/webhooks/{gateway}", web::route().to(webhooks::receive))
                 .default_service(web::to(error::not_found))
         })
         .listen(listener)?

@@ -19,6 +19,16 @@ pub fn init() {
     };
 }
 
+/// For tests: readable text through the test harness's capture, so logs
+/// show up only for failing tests. `RUST_LOG` sets the level (`warn`).
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// A phone number as it may appear in logs: `+62812****7890`.
 ///
 /// Keeps the country code and operator prefix (useful when debugging

@@ -1,10 +1,12 @@
-//! The database: connection pool and migrations. Every statement keyward
-//! runs lives in this module tree.
+//! The database: connection pool, migrations and, in the submodules, every
+//! statement keyward runs. SQL lives here and in `sql/`, nowhere else.
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+
+pub mod inbound;
 
 mod migrations {
     refinery::embed_migrations!("sql");
@@ -20,10 +22,19 @@ pub enum DbError {
     Connect(#[source] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
+}
+
+/// tokio-postgres's `Display` says only "db error"; the server's message
+/// and code are what an operator needs in the log.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// A pool whose waits are bounded, so that a database outage turns into a

@@ -2,3 +2,4 @@
 //! they hold no business rules of their own.
 
 pub mod health;
+pub mod webhooks;

@@ -137,6 +137,20 @@ pub fn test_settings(customise: impl FnOnce(&mut Settings)) -> Settings {
     settings
 }
 
+pub const GENERIC_SECRET: &str = "test-secret-0123456789";
+
+/// Settings with the generic gateway signed by [`GENERIC_SECRET`].
+pub fn signed_generic_settings() -> Settings {
+    test_settings(|s| {
+        s.gateways.generic = Some(keyward::config::GenericSettings {
+            secret: Some(keyward::config::Secrets::One(keyward::config::Secret::new(
+                GENERIC_SECRET,
+            ))),
+            reply_url: None,
+        });
+    })
+}
+
 pub struct TestApp {
     pub address: String,
     pub db: tokio_postgres::Config,
@@ -146,6 +160,46 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// POSTs a correctly signed generic webhook.
+    pub async fn post_generic(&self, body: &serde_json::Value) -> reqwest::Response {
+        let body = serde_json::to_vec(body).unwrap();
+        self.post_generic_bytes(body, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    pub async fn post_generic_bytes(&self, body: Vec<u8>, timestamp: i64) -> reqwest::Response {
+        let secret = keyward::config::Secret::new(GENERIC_SECRET);
+        let signature = keyward::gateways::generic::sign(&secret, timestamp, &body);
+        self.http
+            .post(self.url("/webhooks/generic"))
+            .header("content-type", "application/json")
+            .header("x-keyward-timestamp", timestamp.to_string())
+            .header("x-keyward-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
+    /// A generic message from `from` with `text` and a fresh gateway id.
+    pub async fn text(&self, from: &str, text: &str) -> serde_json::Value {
+        let id = format!("gw-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let res = self
+            .post_generic(&serde_json::json!({"id": id, "from": from, "to": "3344", "text": text}))
+            .await;
+        assert_eq!(res.status(), 200, "{text:?} from {from}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.db).await
+    }
+
+    /// `SELECT count(*) …` on the app's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.unwrap().get(0)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -158,11 +212,12 @@ impl TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_on(fresh_database().await, test_settings(|_| {})).await
+    spawn_app_on(fresh_database().await, signed_generic_settings()).await
 }
 
 /// Starts the real server on port 0 against `db`.
 pub async fn spawn_app_on(db: tokio_postgres::Config, settings: Settings) -> TestApp {
+    keyward::telemetry::init_for_tests();
     let pool = keyward::db::pool(db.clone(), 4).expect("pool");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let app = Application::build(Arc::new(settings), pool, listener).expect("build app");

@@ -1,0 +1,208 @@
+//! Statements of the inbound path.
+//!
+//! Per message, the usual case is two statements and one commit:
+//! [`load_facts`] (a read, no lock) and [`apply`] (the function
+//! `keyward_apply_inbound`, which writes everything in one statement after
+//! checking the number's version). Only when another message from the same
+//! number got in between does the caller retry under a row lock
+//! ([`lock_subscriber`] inside a transaction), where the check cannot fail.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+use super::DbError;
+
+/// What the database knows about a number, as the core needs it.
+#[derive(Debug, Clone, Default)]
+pub struct StoredFacts {
+    /// 0 when the number has never been seen.
+    pub version: i64,
+    pub last_goodbye_at: Option<DateTime<Utc>>,
+    pub last_fallback_at: Option<DateTime<Utc>>,
+    /// Messages with this very text from this number in the last hour.
+    pub same_text_last_hour: u32,
+    pub programs: Vec<StoredSubscription>,
+    /// Set when this gateway message id was stored before.
+    pub duplicate: Option<StoredAnswer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredSubscription {
+    pub program: String,
+    pub state: String,
+    pub since: DateTime<Utc>,
+    pub last_opt_out_at: Option<DateTime<Utc>>,
+}
+
+/// The answer recorded for a stored inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub inbound_id: i64,
+    pub action: Option<String>,
+    pub program: Option<String>,
+    pub state: Option<String>,
+}
+
+const LOAD_FACTS: &str = "
+    SELECT s.version, s.last_goodbye_at, s.last_fallback_at, t.same_text,
+           d.id, d.action::text, d.program, d.result_state::text,
+           sub.program, sub.state::text, sub.since, sub.last_opt_out_at
+      FROM (SELECT 1) AS one
+      LEFT JOIN subscribers s ON s.msisdn = $1
+      LEFT JOIN inbound_messages d ON d.gateway = $3 AND d.gateway_message_id = $4
+      LEFT JOIN subscriptions sub ON sub.msisdn = $1
+      CROSS JOIN LATERAL (
+          SELECT count(*)::int4 FROM inbound_messages i
+           WHERE i.msisdn = $1 AND i.text = $2 AND i.received_at > now() - interval '1 hour'
+      ) AS t(same_text)
+     ORDER BY sub.program";
+
+/// Reads everything the decision needs, in one statement.
+pub async fn load_facts(
+    client: &impl GenericClient,
+    msisdn: &str,
+    text: &str,
+    gateway: &str,
+    gateway_message_id: &str,
+) -> Result<StoredFacts, DbError> {
+    let stmt = client.prepare_cached(LOAD_FACTS).await?;
+    let rows = client
+        .query(&stmt, &[&msisdn, &text, &gateway, &gateway_message_id])
+        .await?;
+    let mut facts = StoredFacts::default();
+    for (i, row) in rows.iter().enumerate() {
+        if i == 0 {
+            facts.version = row.get::<_, Option<i64>>(0).unwrap_or(0);
+            facts.last_goodbye_at = row.get(1);
+            facts.last_fallback_at = row.get(2);
+            facts.same_text_last_hour = row.get::<_, i32>(3).max(0) as u32;
+            facts.duplicate = row.get::<_, Option<i64>>(4).map(|inbound_id| StoredAnswer {
+                inbound_id,
+                action: row.get(5),
+                program: row.get(6),
+                state: row.get(7),
+            });
+        }
+        if let Some(program) = row.get::<_, Option<String>>(8) {
+            facts.programs.push(StoredSubscription {
+                program,
+                state: row.get(9),
+                since: row.get(10),
+                last_opt_out_at: row.get(11),
+            });
+        }
+    }
+    Ok(facts)
+}
+
+/// Inside a transaction: makes sure the number has a row and locks it until
+/// commit, so facts read next cannot change under us.
+pub async fn lock_subscriber(client: &impl GenericClient, msisdn: &str) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO subscribers (msisdn) VALUES ($1)
+             ON CONFLICT (msisdn) DO UPDATE SET msisdn = EXCLUDED.msisdn",
+        )
+        .await?;
+    client.execute(&stmt, &[&msisdn]).await?;
+    Ok(())
+}
+
+/// One state change to append to the ledger.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub program: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+/// Everything to write for one inbound message.
+#[derive(Debug, Clone)]
+pub struct Apply<'a> {
+    pub msisdn: &'a str,
+    pub expected_version: i64,
+    pub gateway: &'a str,
+    pub gateway_message_id: &'a str,
+    pub shortcode: &'a str,
+    pub text: &'a str,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub raw: &'a serde_json::Value,
+    pub action: &'static str,
+    pub program: Option<&'a str>,
+    pub keyword: Option<&'a str>,
+    pub language: Option<&'static str>,
+    pub result_state: Option<&'static str>,
+    pub outcome: &'static str,
+    pub changes: Vec<Change>,
+    pub reply: Option<Reply<'a>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply<'a> {
+    pub kind: &'static str,
+    pub program: Option<&'a str>,
+    pub text: String,
+    pub sender: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Stored(StoredAnswer),
+    Duplicate(StoredAnswer),
+    /// The number's version moved on: decide again.
+    Conflict,
+}
+
+const APPLY: &str = "SELECT r_status, r_inbound_id, r_action, r_program, r_state FROM keyward_apply_inbound(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+
+pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied, DbError> {
+    let stmt = client.prepare_cached(APPLY).await?;
+    let programs: Vec<&str> = a.changes.iter().map(|c| c.program.as_str()).collect();
+    let from: Vec<&str> = a.changes.iter().map(|c| c.from).collect();
+    let to: Vec<&str> = a.changes.iter().map(|c| c.to).collect();
+    let reply_kind = a.reply.as_ref().map(|r| r.kind);
+    let reply_program = a.reply.as_ref().and_then(|r| r.program);
+    let reply_text = a.reply.as_ref().map(|r| r.text.as_str());
+    let sender = a.reply.as_ref().map(|r| r.sender);
+    let row = client
+        .query_one(
+            &stmt,
+            &[
+                &a.msisdn,
+                &a.expected_version,
+                &a.gateway,
+                &a.gateway_message_id,
+                &a.shortcode,
+                &a.text,
+                &a.sent_at,
+                &a.raw,
+                &a.action,
+                &a.program,
+                &a.keyword,
+                &a.language,
+                &a.result_state,
+                &a.outcome,
+                &programs,
+                &from,
+                &to,
+                &reply_kind,
+                &reply_program,
+                &reply_text,
+                &sender,
+            ],
+        )
+        .await?;
+    let status: String = row.get(0);
+    let answer = || StoredAnswer {
+        inbound_id: row.get(1),
+        action: row.get(2),
+        program: row.get(3),
+        state: row.get(4),
+    };
+    Ok(match status.as_str() {
+        "applied" => Applied::Stored(answer()),
+        "duplicate" => Applied::Duplicate(answer()),
+        _ => Applied::Conflict,
+    })
+}

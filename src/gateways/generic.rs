@@ -1,0 +1,137 @@
+//! `generic`: keyward's own JSON webhook (CONTRACT §4).
+//!
+//! ```text
+//! POST /webhooks/generic
+//! Content-Type: application/json
+//! X-Keyward-Timestamp: 1795428000
+//! X-Keyward-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+//!
+//! {"id": "gw-123", "from": "+6281234567890", "to": "3344", "text": "MAU",
+//!  "received_at": "2026-11-23T10:00:00Z"}
+//! ```
+
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use hmac::Hmac;
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{
+    check_timestamp, clip, hmac_matches, json_success, Gateway, Item, Origin, ReceivedSms,
+    WebhookError, WebhookRequest,
+};
+use crate::config::{GenericSettings, Secret};
+use crate::inbound::Outcome;
+
+/// Signatures older or newer than this are refused as replays.
+pub const WINDOW_SECS: i64 = 300;
+
+pub struct Generic {
+    secrets: Vec<Secret>,
+}
+
+impl Generic {
+    pub fn new(settings: &GenericSettings) -> Self {
+        Self {
+            secrets: settings
+                .secret
+                .as_ref()
+                .map(|s| s.all().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn authenticate(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        if self.secrets.is_empty() {
+            // Only the built-in local default runs without a secret.
+            return Ok(());
+        }
+        let signature = req
+            .header("x-keyward-signature")
+            .ok_or_else(|| WebhookError::Unauthorized("missing X-Keyward-Signature".into()))?;
+        let ts_raw = req.header("x-keyward-timestamp");
+        check_timestamp(ts_raw, req.now, WINDOW_SECS)?;
+        let tag = signature
+            .strip_prefix("sha256=")
+            .and_then(|h| hex::decode(h.trim()).ok())
+            .ok_or_else(|| {
+                WebhookError::Unauthorized("X-Keyward-Signature must be sha256=<hex>".into())
+            })?;
+        let ts = ts_raw.unwrap_or_default().trim().as_bytes();
+        if hmac_matches::<Hmac<Sha256>>(&self.secrets, &[ts, b".", req.body], &tag) {
+            Ok(())
+        } else {
+            Err(WebhookError::Forbidden("signature does not match".into()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    text: Option<String>,
+    received_at: Option<String>,
+}
+
+impl Gateway for Generic {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+
+    fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        self.authenticate(req)?;
+        // Invalid UTF-8 is replaced, not refused: the message still counts.
+        let body = String::from_utf8_lossy(req.body);
+        let raw: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+            WebhookError::BadRequest(format!("invalid JSON: {}", clip(&e.to_string(), 120)))
+        })?;
+        let payload: Payload = serde_json::from_value(raw.clone()).map_err(|e| {
+            WebhookError::BadRequest(format!("unexpected JSON: {}", clip(&e.to_string(), 120)))
+        })?;
+        let need = |v: Option<String>, name: &str| {
+            v.filter(|s| !s.is_empty())
+                .ok_or_else(|| WebhookError::BadRequest(format!("missing field `{name}`")))
+        };
+        let sent_at = match payload.received_at.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(
+                DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| {
+                        WebhookError::BadRequest("`received_at` is not an RFC 3339 time".into())
+                    })?
+                    .with_timezone(&Utc),
+            ),
+        };
+        Ok(vec![Item::Sms(ReceivedSms {
+            id: need(payload.id, "id")?,
+            from: Origin::Any(need(payload.from, "from")?),
+            to: need(payload.to, "to")?,
+            // An empty text is still a message (and is answered as unknown).
+            text: payload
+                .text
+                .ok_or_else(|| WebhookError::BadRequest("missing field `text`".into()))?,
+            sent_at,
+            raw,
+            hint: None,
+        })])
+    }
+
+    fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
+        json_success(outcomes)
+    }
+}
+
+/// Signs a body the way the generic webhook and sender expect; returns the
+/// `X-Keyward-Signature` value.
+pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -1,0 +1,251 @@
+//! Gateway adapters: one module per SMS gateway, all of the same shape.
+//!
+//! Each adapter turns its gateway's native webhook request into
+//! [`ReceivedSms`] values (authenticating it on the way) and renders the
+//! success body that gateway expects. Adapters do no IO: a request goes in,
+//! messages or an error come out, which makes each one a table-driven unit
+//! test over real payloads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::Method;
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Secret, Settings};
+use crate::error::ApiError;
+use crate::inbound::Outcome;
+
+pub mod generic;
+pub mod twilio;
+
+/// A webhook request as received, before anything is trusted.
+#[derive(Debug)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a Method,
+    /// e.g. `/webhooks/twilio`
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+}
+
+impl WebhookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The media type, lowercased, without parameters.
+    pub fn content_type(&self) -> String {
+        self.header("content-type")
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    pub fn require_content_type(&self, expected: &[&str]) -> Result<(), WebhookError> {
+        let actual = self.content_type();
+        if expected.contains(&actual.as_str()) {
+            Ok(())
+        } else {
+            Err(WebhookError::UnsupportedMediaType(format!(
+                "expected {}, got `{}`",
+                expected.join(" or "),
+                clip(&actual, 64)
+            )))
+        }
+    }
+
+    /// Form fields from the body (POST) or the query string (GET).
+    pub fn form_fields(&self) -> Vec<(String, String)> {
+        let source = if self.method == Method::GET {
+            self.query.as_bytes()
+        } else {
+            self.body
+        };
+        form_urlencoded::parse(source).into_owned().collect()
+    }
+}
+
+/// How the sender's number is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Any common form; national numbers are read in the configured region.
+    Any(String),
+    /// Documented by the gateway as international, `+` optional.
+    International(String),
+}
+
+/// The gateway already knows what the keyword means (Twilio's Advanced
+/// Opt-Out sets `OptOutType`); it overrides our own classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeywordHint {
+    OptIn,
+    OptOut,
+    Help,
+}
+
+/// One inbound SMS as the gateway described it.
+#[derive(Debug, Clone)]
+pub struct ReceivedSms {
+    pub id: String,
+    pub from: Origin,
+    pub to: String,
+    pub text: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The gateway's payload for this message, kept as evidence.
+    pub raw: serde_json::Value,
+    pub hint: Option<KeywordHint>,
+}
+
+/// An item of a webhook request: a message, or why one could not be read.
+#[derive(Debug)]
+pub enum Item {
+    Sms(ReceivedSms),
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or malformed credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials present but wrong, or a stale timestamp.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::BadRequest(m) => ApiError::BadRequest(m),
+            WebhookError::Unauthorized(m) => ApiError::Unauthorized(m),
+            WebhookError::Forbidden(m) => ApiError::Forbidden(m),
+            WebhookError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+        }
+    }
+}
+
+pub trait Gateway: Send + Sync {
+    /// The name in `/webhooks/{name}` and in the database.
+    fn name(&self) -> &'static str;
+    /// Authenticates the request and reads its messages.
+    fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError>;
+    /// The body this gateway expects when all went well.
+    fn success(&self, outcomes: &[Outcome]) -> HttpResponse;
+}
+
+/// The configured gateways, by name.
+#[derive(Clone, Default)]
+pub struct Gateways {
+    by_name: HashMap<&'static str, Arc<dyn Gateway>>,
+}
+
+impl Gateways {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let mut gateways = Self::default();
+        if let Some(g) = &settings.gateways.generic {
+            gateways.add(generic::Generic::new(g));
+        }
+        if let Some(t) = &settings.gateways.twilio {
+            gateways.add(twilio::Twilio::new(
+                t,
+                settings.service.public_url.as_deref(),
+            ));
+        }
+        gateways
+    }
+
+    fn add(&mut self, gateway: impl Gateway + 'static) {
+        self.by_name.insert(gateway.name(), Arc::new(gateway));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Gateway>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Constant-time equality of two secrets (or a secret and a guess).
+pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Does `tag` equal HMAC(`key`, `message`) under any of the keys?
+/// Comparison is constant-time per key.
+pub fn hmac_matches<M: Mac + KeyInit>(keys: &[Secret], message: &[&[u8]], tag: &[u8]) -> bool {
+    keys.iter().any(|key| {
+        let Ok(mut mac) = <M as KeyInit>::new_from_slice(key.expose().as_bytes()) else {
+            return false;
+        };
+        for part in message {
+            mac.update(part);
+        }
+        mac.verify_slice(tag).is_ok()
+    })
+}
+
+/// Checks a `timestamp` (unix seconds) is within `window` seconds of now.
+pub fn check_timestamp(
+    raw: Option<&str>,
+    now: DateTime<Utc>,
+    window: i64,
+) -> Result<i64, WebhookError> {
+    let raw = raw.ok_or_else(|| WebhookError::Unauthorized("missing timestamp".into()))?;
+    let ts: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| WebhookError::Unauthorized("malformed timestamp".into()))?;
+    if (now.timestamp() - ts).abs() > window {
+        return Err(WebhookError::Forbidden(format!(
+            "timestamp is more than {window} s from now (replayed or clock skew)"
+        )));
+    }
+    Ok(ts)
+}
+
+/// A required form or JSON field, non-empty.
+pub fn required<'a>(fields: &'a [(String, String)], name: &str) -> Result<&'a str, String> {
+    field(fields, name).ok_or_else(|| format!("missing field `{name}`"))
+}
+
+pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Form fields as a JSON object, for the `raw` evidence column.
+pub fn fields_json(fields: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// At most `n` characters of `s`, for error messages.
+pub fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The default JSON success body: `{"status": …, "id": …, …}` for one
+/// message, `{"results": [...]}` for several.
+pub fn json_success(outcomes: &[Outcome]) -> HttpResponse {
+    match outcomes {
+        [one] => HttpResponse::Ok().json(one),
+        many => HttpResponse::Ok().json(serde_json::json!({ "results": many })),
+    }
+}

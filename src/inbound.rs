@@ -1,0 +1,453 @@
+//! The inbound path, the same for every gateway: parse the number, clean
+//! the text, classify it, then load facts, decide (in the pure core) and
+//! write everything in one statement and one commit.
+//!
+//! Concurrency: each write checks the number's version; a message that
+//! lost a race with another from the same number decides again under a row
+//! lock, so messages from one number are applied one after another while
+//! different numbers proceed in parallel.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Serialize;
+
+use crate::config::{ProgramSettings, Settings};
+use crate::core::{
+    decide_each, Action, Classification, Classifier, ClassifierConfig, Decision, Facts, Language,
+    Policy, ProgramKeywords, Replies, ReplyVars, State,
+};
+use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
+use crate::db::DbError;
+use crate::gateways::{KeywordHint, Origin, ReceivedSms};
+use crate::msisdn::{Msisdn, Region};
+
+/// The answer for one message (CONTRACT §4, generic webhook).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// `accepted`, or `duplicate` for a gateway message id seen before.
+    pub status: &'static str,
+    /// keyward's id of the stored inbound message.
+    pub id: String,
+    pub program: Option<String>,
+    pub action: Option<String>,
+    pub state: Option<String>,
+}
+
+impl Outcome {
+    fn from_stored(status: &'static str, a: StoredAnswer) -> Self {
+        Self {
+            status,
+            id: a.inbound_id.to_string(),
+            program: a.program,
+            action: a.action,
+            state: a.state,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The message itself is malformed (an impossible sender, say).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+struct Program {
+    brand: String,
+    frequency: HashMap<Language, String>,
+    policy: Policy,
+    replies: Replies,
+}
+
+struct Shortcode {
+    code: String,
+    program: String,
+    sender: String,
+    language: Language,
+}
+
+/// Everything the inbound path needs, built once at start-up.
+pub struct Inbound {
+    classifier: Classifier,
+    region: Region,
+    programs: HashMap<String, Program>,
+    /// In configuration order; the first is used for messages to a number
+    /// no short code matches.
+    shortcodes: Vec<Shortcode>,
+}
+
+/// The longest gateway message id stored; longer ones are refused.
+const MAX_GATEWAY_ID: usize = 255;
+
+impl Inbound {
+    pub fn new(settings: &Settings) -> Self {
+        let classifier = Classifier::new(&ClassifierConfig {
+            programs: settings
+                .programs
+                .iter()
+                .map(|p| ProgramKeywords {
+                    name: p.name.clone(),
+                    opt_in: p.keywords.opt_in.clone(),
+                    opt_out: p.keywords.opt_out.clone(),
+                    help: p.keywords.help.clone(),
+                })
+                .collect(),
+        });
+        let programs = settings
+            .programs
+            .iter()
+            .map(|p| (p.name.clone(), Program::new(p)))
+            .collect();
+        let shortcodes = settings
+            .shortcodes
+            .iter()
+            .map(|s| Shortcode {
+                code: s.code.clone(),
+                program: s.program.clone(),
+                sender: s.reply_via.clone(),
+                language: s.language.parse().unwrap_or(Language::Id),
+            })
+            .collect();
+        Self {
+            classifier,
+            // validated at start-up
+            region: Region::parse(&settings.service.default_region)
+                .unwrap_or_else(|| Region::parse("ID").expect("ID is a region")),
+            programs,
+            shortcodes,
+        }
+    }
+
+    fn shortcode(&self, to: &str) -> &Shortcode {
+        let digits = |s: &str| s.trim().trim_start_matches('+').to_owned();
+        let to = digits(to);
+        self.shortcodes
+            .iter()
+            .find(|s| digits(&s.code) == to)
+            .unwrap_or(&self.shortcodes[0])
+    }
+
+    /// Handles one message end to end; `Ok` means it is durably stored.
+    pub async fn handle(
+        &self,
+        pool: &Pool,
+        gateway: &'static str,
+        sms: ReceivedSms,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, InboundError> {
+        let msisdn = match &sms.from {
+            Origin::Any(raw) => Msisdn::parse(&strip_nul(raw), self.region),
+            Origin::International(raw) => Msisdn::parse_international(&strip_nul(raw)),
+        }
+        .map_err(|e| InboundError::Invalid(e.to_string()))?;
+        let id = strip_nul(&sms.id);
+        if id.trim().is_empty() || id.len() > MAX_GATEWAY_ID {
+            return Err(InboundError::Invalid(format!(
+                "gateway message id must be 1 to {MAX_GATEWAY_ID} bytes"
+            )));
+        }
+        let to: String = strip_nul(&sms.to).chars().take(32).collect();
+        if to.trim().is_empty() {
+            return Err(InboundError::Invalid(
+                "missing recipient (short code)".into(),
+            ));
+        }
+        let text = strip_nul(&sms.text);
+        let mut raw = sms.raw;
+        strip_nul_json(&mut raw);
+        let classification = with_hint(self.classifier.classify(&text), sms.hint);
+        let shortcode = self.shortcode(&to);
+        let message = Message {
+            msisdn: &msisdn,
+            gateway,
+            id: &id,
+            to: &to,
+            text: &text,
+            sent_at: sms.sent_at,
+            raw: &raw,
+            classification: &classification,
+            shortcode,
+        };
+
+        let client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        // Usually one read and one write; a lost race is retried under a lock.
+        let facts = q::load_facts(&client, msisdn.as_str(), &text, gateway, &id).await?;
+        match self.decide_and_apply(&client, &message, facts, now).await? {
+            Applied::Stored(answer) => return Ok(Outcome::from_stored("accepted", answer)),
+            Applied::Duplicate(answer) => return Ok(Outcome::from_stored("duplicate", answer)),
+            Applied::Conflict => {}
+        }
+        let mut client = client;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        q::lock_subscriber(&tx, msisdn.as_str()).await?;
+        let facts = q::load_facts(&tx, msisdn.as_str(), &text, gateway, &id).await?;
+        let applied = self.decide_and_apply(&tx, &message, facts, now).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        match applied {
+            Applied::Stored(answer) => Ok(Outcome::from_stored("accepted", answer)),
+            Applied::Duplicate(answer) => Ok(Outcome::from_stored("duplicate", answer)),
+            Applied::Conflict => Err(InboundError::Db(DbError::Pool(
+                "version changed while the subscriber row was locked".into(),
+            ))),
+        }
+    }
+
+    async fn decide_and_apply(
+        &self,
+        client: &impl GenericClient,
+        m: &Message<'_>,
+        stored: StoredFacts,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, DbError> {
+        if let Some(answer) = stored.duplicate {
+            return Ok(Applied::Duplicate(answer));
+        }
+        let plan = self.plan(m, &stored, now);
+        let apply = q::Apply {
+            msisdn: m.msisdn.as_str(),
+            expected_version: stored.version,
+            gateway: m.gateway,
+            gateway_message_id: m.id,
+            shortcode: m.to,
+            text: m.text,
+            sent_at: m.sent_at,
+            raw: m.raw,
+            action: plan.action.as_str(),
+            program: plan.program.as_deref(),
+            keyword: m.classification.keyword.as_deref(),
+            language: m.classification.language.map(Language::as_str),
+            result_state: Some(plan.state.as_str()),
+            outcome: plan.outcome,
+            changes: plan.changes,
+            reply: plan.reply.as_ref().map(|(program, kind, text)| q::Reply {
+                kind,
+                program: Some(program.as_str()),
+                text: text.clone(),
+                sender: &m.shortcode.sender,
+            }),
+        };
+        q::apply(client, &apply).await
+    }
+
+    /// Runs the state machine for every program the message concerns.
+    fn plan(&self, m: &Message<'_>, stored: &StoredFacts, now: DateTime<Utc>) -> Plan {
+        let c = m.classification;
+        let home = m.shortcode.program.as_str();
+        let targets: Vec<&str> = if c.action == Action::OptOutAll {
+            // Every configured program and any program the number is in.
+            let mut all: BTreeSet<&str> = self.programs.keys().map(String::as_str).collect();
+            all.extend(stored.programs.iter().map(|p| p.program.as_str()));
+            all.into_iter().collect()
+        } else {
+            vec![c.program.as_deref().unwrap_or(home)]
+        };
+        let facts: Vec<Facts> = targets
+            .iter()
+            .map(|program| {
+                let sub = stored.programs.iter().find(|p| p.program == *program);
+                Facts {
+                    state: sub
+                        .and_then(|s| s.state.parse().ok())
+                        .unwrap_or(State::None),
+                    changed_at: sub.map(|s| s.since),
+                    last_opt_out_at: sub.and_then(|s| s.last_opt_out_at),
+                    last_goodbye_at: stored.last_goodbye_at,
+                    last_fallback_at: stored.last_fallback_at,
+                    same_text_last_hour: stored.same_text_last_hour,
+                    sent_at: m.sent_at,
+                }
+            })
+            .collect();
+        let policy_program = if targets.len() == 1 { targets[0] } else { home };
+        let policy = self
+            .programs
+            .get(policy_program)
+            .map(|p| p.policy)
+            .unwrap_or_default();
+        let decisions: Vec<Decision> = decide_each(&facts, c, &policy, now);
+
+        let changes = targets
+            .iter()
+            .zip(&decisions)
+            .filter_map(|(program, d)| {
+                d.transition.map(|(from, to)| q::Change {
+                    program: (*program).to_owned(),
+                    from: from.as_str(),
+                    to: to.as_str(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let language = c.language.unwrap_or(m.shortcode.language);
+        let reply = targets.iter().zip(&decisions).find_map(|(program, d)| {
+            let kind = d.reply?;
+            // A program missing from the configuration (removed since the
+            // number joined) is answered in the short code's program's name.
+            let name = if self.programs.contains_key(*program) {
+                *program
+            } else {
+                home
+            };
+            let p = self.programs.get(name)?;
+            let vars = ReplyVars {
+                brand: &p.brand,
+                program: name,
+                frequency: p.frequency(language),
+                shortcode: &m.shortcode.code,
+                stop: language.stop_keyword(),
+                help: language.help_keyword(),
+                start: language.start_keyword(),
+            };
+            Some((
+                name.to_owned(),
+                kind.as_str(),
+                p.replies.render(kind, language, &vars),
+            ))
+        });
+
+        if targets.len() == 1 {
+            let d = &decisions[0];
+            Plan {
+                action: d.action,
+                program: Some(targets[0].to_owned()),
+                state: d.next_state,
+                outcome: d.outcome.as_str(),
+                changes,
+                reply,
+            }
+        } else {
+            Plan {
+                action: Action::OptOutAll,
+                program: None,
+                state: State::Unsubscribed,
+                outcome: if changes.is_empty() {
+                    "no_change"
+                } else {
+                    "applied"
+                },
+                changes,
+                reply,
+            }
+        }
+    }
+}
+
+impl Program {
+    fn new(p: &ProgramSettings) -> Self {
+        Self {
+            brand: p.brand.clone(),
+            frequency: p
+                .frequency
+                .iter()
+                .filter_map(|(lang, text)| Some((lang.parse().ok()?, text.clone())))
+                .collect(),
+            policy: Policy {
+                double_opt_in: p.double_opt_in,
+                pending_ttl: Duration::hours(i64::from(p.pending_ttl_hours)),
+                ..Policy::default()
+            },
+            replies: Replies::new(&p.replies),
+        }
+    }
+
+    /// The frequency in `lang`, else in any language configured.
+    fn frequency(&self, lang: Language) -> &str {
+        self.frequency
+            .get(&lang)
+            .or_else(|| Language::ALL.iter().find_map(|l| self.frequency.get(l)))
+            .map_or("", String::as_str)
+    }
+}
+
+struct Message<'a> {
+    msisdn: &'a Msisdn,
+    gateway: &'static str,
+    id: &'a str,
+    to: &'a str,
+    text: &'a str,
+    sent_at: Option<DateTime<Utc>>,
+    raw: &'a serde_json::Value,
+    classification: &'a Classification,
+    shortcode: &'a Shortcode,
+}
+
+struct Plan {
+    action: Action,
+    program: Option<String>,
+    state: State,
+    outcome: &'static str,
+    changes: Vec<q::Change>,
+    /// (program, kind, text)
+    reply: Option<(String, &'static str, String)>,
+}
+
+/// A gateway that already classified the keyword (Twilio Advanced Opt-Out)
+/// has the last word; we keep our program and language.
+fn with_hint(mut c: Classification, hint: Option<KeywordHint>) -> Classification {
+    let action = match hint {
+        Some(KeywordHint::OptOut) if !c.action.is_opt_out() => Action::OptOut,
+        Some(KeywordHint::OptIn) if c.action != Action::OptIn => Action::OptIn,
+        Some(KeywordHint::Help) if c.action != Action::Help => Action::Help,
+        _ => return c,
+    };
+    c.action = action;
+    c.keyword.get_or_insert_with(|| "provider".to_owned());
+    c
+}
+
+/// PostgreSQL text cannot hold NUL; nothing else is removed.
+fn strip_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_owned()
+    }
+}
+
+fn strip_nul_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', ""),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nul_json),
+        serde_json::Value::Object(map) if map.keys().any(|k| k.contains('\0')) => {
+            let cleaned = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut v)| {
+                    strip_nul_json(&mut v);
+                    (k.replace('\0', ""), v)
+                })
+                .collect();
+            *map = cleaned;
+        }
+        serde_json::Value::Object(map) => map.values_mut().for_each(strip_nul_json),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_bytes_are_removed_from_text_and_raw_payloads() {
+        assert_eq!(strip_nul("MA\0U"), "MAU");
+        let mut raw = serde_json::json!({"te\0xt": ["a\0b", {"k": "\0"}]});
+        strip_nul_json(&mut raw);
+        assert_eq!(raw, serde_json::json!({"text": ["ab", {"k": ""}]}));
+    }
+
+    #[test]
+    fn a_provider_opt_out_overrides_our_reading_but_keeps_the_program() {
+        let c = Classifier::new(&ClassifierConfig::default()).classify("hello there");
+        let c = with_hint(c, Some(KeywordHint::OptOut));
+        assert_eq!(c.action, Action::OptOut);
+        let stop_all = Classifier::new(&ClassifierConfig::default()).classify("STOP ALL");
+        assert_eq!(
+            with_hint(stop_all, Some(KeywordHint::OptOut)).action,
+            Action::OptOutAll,
+            "a broader opt-out is kept"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! `/webhooks/{gateway}`: every gateway's inbound messages.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use deadpool_postgres::Pool;
+
+use crate::error::ApiError;
+use crate::gateways::{Gateways, Item, WebhookRequest};
+use crate::inbound::{Inbound, InboundError};
+use crate::startup::MAX_BODY;
+
+pub async fn receive(
+    req: HttpRequest,
+    gateway: web::Path<String>,
+    payload: web::Payload,
+    gateways: web::Data<Gateways>,
+    inbound: web::Data<Inbound>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let gateway = gateways
+        .get(&gateway)
+        .ok_or_else(|| ApiError::NotFound("gateway not configured".into()))?
+        .clone();
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    let body = payload
+        .to_bytes_limited(MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
+        .map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
+    let now = Utc::now();
+    let request = WebhookRequest {
+        method: req.method(),
+        path: req.path(),
+        query: req.query_string(),
+        headers: req.headers(),
+        body: &body,
+        now,
+    };
+    let items = gateway.receive(&request).map_err(|e| {
+        tracing::info!(gateway = gateway.name(), error = %e, "webhook refused");
+        ApiError::from(e)
+    })?;
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut invalid = Vec::new();
+    for item in items {
+        let sms = match item {
+            Item::Sms(sms) => sms,
+            Item::Invalid(reason) => {
+                invalid.push(reason);
+                continue;
+            }
+        };
+        match inbound.handle(&pool, gateway.name(), sms, now).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(InboundError::Invalid(reason)) => invalid.push(reason),
+            Err(InboundError::Db(e)) => {
+                tracing::error!(gateway = gateway.name(), error = %e, "inbound message not stored");
+                return Err(ApiError::Unavailable);
+            }
+        }
+    }
+    if outcomes.is_empty() {
+        let reason = invalid.join("; ");
+        tracing::info!(gateway = gateway.name(), %reason, "webhook malformed");
+        return Err(ApiError::BadRequest(reason));
+    }
+    for reason in &invalid {
+        // One bad item of a batch does not drop the others.
+        tracing::warn!(gateway = gateway.name(), %reason, "batch item skipped");
+    }
+    Ok(gateway.success(&outcomes))
+}

@@ -99,3 +99,24 @@ BEGIN
     RETURN QUERY SELECT 'applied'::text, v_inbound, p_action, p_program, p_result_state;
 END
 $$;
+
+-- Parts of a concatenated message that a gateway delivers one by one
+-- (Vonage). Kept until all parts are in; then the whole text is processed
+-- once as one inbound message, and the parts point at it.
+CREATE TABLE inbound_parts (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    gateway            text NOT NULL CHECK (is_gateway(gateway)),
+    gateway_message_id text NOT NULL CHECK (length(gateway_message_id) BETWEEN 1 AND 255),
+    msisdn             text NOT NULL CHECK (is_msisdn(msisdn)),
+    reference          text NOT NULL CHECK (length(reference) BETWEEN 1 AND 64),
+    total              smallint NOT NULL CHECK (total BETWEEN 1 AND 255),
+    part               smallint NOT NULL CHECK (part BETWEEN 1 AND total),
+    text               text NOT NULL,
+    sent_at            timestamptz,
+    raw                jsonb NOT NULL,
+    received_at        timestamptz NOT NULL DEFAULT now(),
+    inbound_message_id bigint REFERENCES inbound_messages (id),
+    CONSTRAINT inbound_parts_gateway_id_key UNIQUE (gateway, gateway_message_id)
+);
+CREATE INDEX inbound_parts_pending_idx ON inbound_parts (msisdn, gateway, reference)
+    WHERE inbound_message_id IS NULL;

@@ -103,6 +103,10 @@ pub struct ServiceSettings {
     /// Seconds to wait for in-flight requests on shutdown.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Messages one number may send per minute before webhooks answer 429
+    /// (the gateway retries later); 0 turns the limit off.
+    #[serde(default = "default_flood_limit")]
+    pub max_messages_per_number_per_minute: u32,
 }
 
 impl Default for ServiceSettings {
@@ -111,6 +115,7 @@ impl Default for ServiceSettings {
             public_url: None,
             default_region: default_region(),
             shutdown_grace_secs: default_shutdown_grace(),
+            max_messages_per_number_per_minute: default_flood_limit(),
         }
     }
 }
@@ -176,7 +181,89 @@ pub struct KeywordSettings {
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     pub twilio: Option<TwilioSettings>,
+    pub vonage: Option<VonageSettings>,
+    pub plivo: Option<PlivoSettings>,
+    pub telnyx: Option<TelnyxSettings>,
+    pub infobip: Option<InfobipSettings>,
+    pub kannel: Option<KannelSettings>,
+    pub jasmin: Option<JasminSettings>,
     pub generic: Option<GenericSettings>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VonageSignatureMethod {
+    /// MD5 of the sorted parameters followed by the secret (Vonage's default).
+    #[default]
+    Md5hash,
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageSettings {
+    pub api_key: String,
+    pub api_secret: Option<Secret>,
+    /// Signs inbound webhooks (`sig`); required.
+    pub signature_secret: Secrets,
+    #[serde(default)]
+    pub signature_method: VonageSignatureMethod,
+    #[serde(default = "default_vonage_api")]
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoSettings {
+    pub auth_id: String,
+    /// Signs inbound webhooks (`X-Plivo-Signature-V3`) and authenticates sends.
+    pub auth_token: Secrets,
+    #[serde(default = "default_plivo_api")]
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelnyxSettings {
+    pub api_key: Option<Secret>,
+    /// The account's Ed25519 public key (base64), from the Mission Control portal.
+    pub public_key: String,
+    #[serde(default = "default_telnyx_api")]
+    pub api_base: String,
+}
+
+/// Gateways that do not sign their webhooks are authenticated by a shared
+/// secret: the password of HTTP Basic auth, or `token=` in the URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfobipSettings {
+    pub secret: Secrets,
+    pub api_key: Option<Secret>,
+    #[serde(default = "default_infobip_api")]
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KannelSettings {
+    pub secret: Secrets,
+    /// smsbox's sendsms URL, e.g. `http://127.0.0.1:13013/cgi-bin/sendsms`.
+    pub sendsms_url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JasminSettings {
+    pub secret: Secrets,
+    #[serde(default = "default_jasmin_api")]
+    pub api_base: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +297,9 @@ fn default_region() -> String {
 fn default_shutdown_grace() -> u64 {
     30
 }
+fn default_flood_limit() -> u32 {
+    60
+}
 fn default_pending_ttl_hours() -> u32 {
     24
 }
@@ -221,6 +311,21 @@ fn default_language() -> String {
 }
 fn default_twilio_api() -> String {
     "https://api.twilio.com".to_owned()
+}
+fn default_vonage_api() -> String {
+    "https://rest.nexmo.com".to_owned()
+}
+fn default_plivo_api() -> String {
+    "https://api.plivo.com".to_owned()
+}
+fn default_telnyx_api() -> String {
+    "https://api.telnyx.com".to_owned()
+}
+fn default_infobip_api() -> String {
+    "https://api.infobip.com".to_owned()
+}
+fn default_jasmin_api() -> String {
+    "http://127.0.0.1:1401".to_owned()
 }
 
 impl Settings {
@@ -432,15 +537,51 @@ impl Settings {
                 );
             }
         }
-        if let Some(secrets) = self
-            .gateways
-            .generic
-            .as_ref()
-            .and_then(|g| g.secret.as_ref())
-        {
+        let g = &self.gateways;
+        let shared_secrets = [
+            (
+                "gateways.generic.secret",
+                g.generic.as_ref().and_then(|g| g.secret.as_ref()),
+            ),
+            (
+                "gateways.infobip.secret",
+                g.infobip.as_ref().map(|g| &g.secret),
+            ),
+            (
+                "gateways.kannel.secret",
+                g.kannel.as_ref().map(|g| &g.secret),
+            ),
+            (
+                "gateways.jasmin.secret",
+                g.jasmin.as_ref().map(|g| &g.secret),
+            ),
+            (
+                "gateways.vonage.signature_secret",
+                g.vonage.as_ref().map(|g| &g.signature_secret),
+            ),
+        ];
+        for (key, secrets) in shared_secrets {
+            let Some(secrets) = secrets else { continue };
             if secrets.all().is_empty() || secrets.all().iter().any(|s| s.expose().len() < 16) {
+                problems.push(format!("{key}: each secret needs at least 16 characters"));
+            }
+        }
+        if let Some(p) = &g.plivo {
+            if p.auth_token.all().iter().any(|s| s.expose().is_empty()) {
+                problems.push("gateways.plivo.auth_token: is empty".into());
+            }
+            if self.service.public_url.is_none() {
                 problems.push(
-                    "gateways.generic.secret: each secret needs at least 16 characters".into(),
+                    "gateways.plivo: service.public_url is needed to check Plivo's URL signatures"
+                        .into(),
+                );
+            }
+        }
+        if let Some(t) = &g.telnyx {
+            if crate::gateways::telnyx::parse_public_key(&t.public_key).is_none() {
+                problems.push(
+                    "gateways.telnyx.public_key: must be the base64 Ed25519 public key (32 bytes)"
+                        .into(),
                 );
             }
         }
@@ -607,6 +748,34 @@ mod tests {
         let s = from_toml(VALID, &[]).expect("valid");
         let debug = format!("{s:?}");
         assert!(!debug.contains("secret-token"), "{debug}");
+    }
+
+    #[test]
+    fn gateway_secrets_and_keys_are_checked() {
+        let bad = r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = { en = "weekly" }
+            [gateways.kannel]
+            secret = "short"
+            [gateways.telnyx]
+            public_key = "not-a-key"
+            [gateways.plivo]
+            auth_id = "MA1"
+            auth_token = "token"
+        "#;
+        let text = from_toml(bad, &[]).expect_err("invalid").to_string();
+        for needle in [
+            "gateways.kannel.secret",
+            "gateways.telnyx.public_key",
+            "gateways.plivo: service.public_url",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
     }
 
     #[test]

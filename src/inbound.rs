@@ -20,7 +20,7 @@ use crate::core::{
 };
 use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
 use crate::db::DbError;
-use crate::gateways::{KeywordHint, Origin, ReceivedSms};
+use crate::gateways::{KeywordHint, Origin, Part, ReceivedSms};
 use crate::msisdn::{Msisdn, Region};
 
 /// The answer for one message (CONTRACT §4, generic webhook).
@@ -52,6 +52,9 @@ pub enum InboundError {
     /// The message itself is malformed (an impossible sender, say).
     #[error("{0}")]
     Invalid(String),
+    /// The number sends faster than the configured limit.
+    #[error("too many messages from this number")]
+    Flooding,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -78,6 +81,37 @@ pub struct Inbound {
     /// In configuration order; the first is used for messages to a number
     /// no short code matches.
     shortcodes: Vec<Shortcode>,
+    flood: Option<FloodGuard>,
+}
+
+/// Per-number rate limit, in memory: a flood is refused before it costs a
+/// database round trip.
+struct FloodGuard {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl FloodGuard {
+    fn new(per_minute: u32) -> Option<Self> {
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(per_minute)?);
+        Some(Self {
+            limiter: governor::RateLimiter::keyed(quota),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn allow(&self, msisdn: &Msisdn) -> bool {
+        // Forget numbers that have been quiet long enough, now and then.
+        if self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 10_000
+            == 9_999
+        {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&msisdn.as_str().to_owned()).is_ok()
+    }
 }
 
 /// The longest gateway message id stored; longer ones are refused.
@@ -119,6 +153,7 @@ impl Inbound {
                 .unwrap_or_else(|| Region::parse("ID").expect("ID is a region")),
             programs,
             shortcodes,
+            flood: FloodGuard::new(settings.service.max_messages_per_number_per_minute),
         }
     }
 
@@ -131,19 +166,18 @@ impl Inbound {
             .unwrap_or(&self.shortcodes[0])
     }
 
-    /// Handles one message end to end; `Ok` means it is durably stored.
-    pub async fn handle(
-        &self,
-        pool: &Pool,
-        gateway: &'static str,
-        sms: ReceivedSms,
-        now: DateTime<Utc>,
-    ) -> Result<Outcome, InboundError> {
+    /// Checks and cleans what the gateway gave: the number in E.164, no NUL
+    /// bytes anywhere (PostgreSQL text cannot hold them), sane lengths.
+    fn prepare(&self, sms: ReceivedSms) -> Result<Prepared, InboundError> {
         let msisdn = match &sms.from {
             Origin::Any(raw) => Msisdn::parse(&strip_nul(raw), self.region),
             Origin::International(raw) => Msisdn::parse_international(&strip_nul(raw)),
         }
         .map_err(|e| InboundError::Invalid(e.to_string()))?;
+        if self.flood.as_ref().is_some_and(|f| !f.allow(&msisdn)) {
+            tracing::warn!(msisdn = %msisdn.masked(), "flooding: message refused with 429");
+            return Err(InboundError::Flooding);
+        }
         let id = strip_nul(&sms.id);
         if id.trim().is_empty() || id.len() > MAX_GATEWAY_ID {
             return Err(InboundError::Invalid(format!(
@@ -156,43 +190,131 @@ impl Inbound {
                 "missing recipient (short code)".into(),
             ));
         }
-        let text = strip_nul(&sms.text);
         let mut raw = sms.raw;
         strip_nul_json(&mut raw);
-        let classification = with_hint(self.classifier.classify(&text), sms.hint);
-        let shortcode = self.shortcode(&to);
-        let message = Message {
-            msisdn: &msisdn,
-            gateway,
-            id: &id,
-            to: &to,
-            text: &text,
+        Ok(Prepared {
+            msisdn,
+            id,
+            to,
+            text: strip_nul(&sms.text),
             sent_at: sms.sent_at,
-            raw: &raw,
-            classification: &classification,
-            shortcode,
-        };
+            raw,
+            hint: sms.hint,
+        })
+    }
+
+    /// Handles one message end to end; `Ok` means it is durably stored.
+    pub async fn handle(
+        &self,
+        pool: &Pool,
+        gateway: &'static str,
+        sms: ReceivedSms,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, InboundError> {
+        let p = self.prepare(sms)?;
+        let classification = with_hint(self.classifier.classify(&p.text), p.hint);
+        let m = self.message(&p, &classification, gateway);
+        let number = p.msisdn.as_str();
 
         let client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
         // Usually one read and one write; a lost race is retried under a lock.
-        let facts = q::load_facts(&client, msisdn.as_str(), &text, gateway, &id).await?;
-        match self.decide_and_apply(&client, &message, facts, now).await? {
+        let facts = q::load_facts(&client, number, &p.text, gateway, &p.id).await?;
+        match self.decide_and_apply(&client, &m, facts, now).await? {
             Applied::Stored(answer) => return Ok(Outcome::from_stored("accepted", answer)),
             Applied::Duplicate(answer) => return Ok(Outcome::from_stored("duplicate", answer)),
             Applied::Conflict => {}
         }
         let mut client = client;
         let tx = client.transaction().await.map_err(DbError::from)?;
-        q::lock_subscriber(&tx, msisdn.as_str()).await?;
-        let facts = q::load_facts(&tx, msisdn.as_str(), &text, gateway, &id).await?;
-        let applied = self.decide_and_apply(&tx, &message, facts, now).await?;
+        q::lock_subscriber(&tx, number).await?;
+        let facts = q::load_facts(&tx, number, &p.text, gateway, &p.id).await?;
+        let applied = self.decide_and_apply(&tx, &m, facts, now).await?;
         tx.commit().await.map_err(DbError::from)?;
-        match applied {
-            Applied::Stored(answer) => Ok(Outcome::from_stored("accepted", answer)),
-            Applied::Duplicate(answer) => Ok(Outcome::from_stored("duplicate", answer)),
-            Applied::Conflict => Err(InboundError::Db(DbError::Pool(
-                "version changed while the subscriber row was locked".into(),
-            ))),
+        outcome(applied)
+    }
+
+    /// Stores one part of a concatenated message; once all parts are in,
+    /// processes the whole text as one message (in the same transaction).
+    pub async fn handle_part(
+        &self,
+        pool: &Pool,
+        gateway: &'static str,
+        part: Part,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, InboundError> {
+        let p = self.prepare(part.sms)?;
+        let number = p.msisdn.as_str().to_owned();
+        let number = number.as_str();
+        let mut client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        q::lock_subscriber(&tx, number).await?;
+        let pending = q::store_part(
+            &tx,
+            &q::NewPart {
+                gateway,
+                gateway_message_id: &p.id,
+                msisdn: number,
+                reference: &part.reference,
+                total: part.total,
+                part: part.number,
+                text: &p.text,
+                sent_at: p.sent_at,
+                raw: &p.raw,
+            },
+        )
+        .await?;
+        let Some(parts) = complete(&pending, part.total) else {
+            tx.commit().await.map_err(DbError::from)?;
+            let this = pending.iter().find(|s| s.gateway_message_id == p.id);
+            return Ok(Outcome {
+                status: "accepted",
+                id: this.map(|s| format!("part-{}", s.id)).unwrap_or_default(),
+                program: None,
+                action: None,
+                state: None,
+            });
+        };
+        let whole = Prepared {
+            // The first part's id names the whole message, whatever order
+            // the parts came in.
+            id: parts[0].gateway_message_id.clone(),
+            text: parts.iter().map(|s| s.text.as_str()).collect(),
+            sent_at: parts[0].sent_at,
+            raw: serde_json::json!({
+                "concat-ref": part.reference,
+                "parts": parts.iter().map(|s| s.raw.clone()).collect::<Vec<_>>(),
+            }),
+            hint: None,
+            ..p
+        };
+        let classification = self.classifier.classify(&whole.text);
+        let m = self.message(&whole, &classification, gateway);
+        let facts = q::load_facts(&tx, number, &whole.text, gateway, &whole.id).await?;
+        let applied = self.decide_and_apply(&tx, &m, facts, now).await?;
+        if let Applied::Stored(a) | Applied::Duplicate(a) = &applied {
+            let ids: Vec<i64> = parts.iter().map(|s| s.id).collect();
+            q::mark_parts_assembled(&tx, &ids, a.inbound_id).await?;
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        outcome(applied)
+    }
+
+    fn message<'a>(
+        &'a self,
+        p: &'a Prepared,
+        classification: &'a Classification,
+        gateway: &'static str,
+    ) -> Message<'a> {
+        Message {
+            msisdn: &p.msisdn,
+            gateway,
+            id: &p.id,
+            to: &p.to,
+            text: &p.text,
+            sent_at: p.sent_at,
+            raw: &p.raw,
+            classification,
+            shortcode: self.shortcode(&p.to),
         }
     }
 
@@ -360,6 +482,40 @@ impl Program {
             .or_else(|| Language::ALL.iter().find_map(|l| self.frequency.get(l)))
             .map_or("", String::as_str)
     }
+}
+
+/// A message as the gateway gave it, checked and cleaned.
+struct Prepared {
+    msisdn: Msisdn,
+    id: String,
+    to: String,
+    text: String,
+    sent_at: Option<DateTime<Utc>>,
+    raw: serde_json::Value,
+    hint: Option<KeywordHint>,
+}
+
+fn outcome(applied: Applied) -> Result<Outcome, InboundError> {
+    match applied {
+        Applied::Stored(answer) => Ok(Outcome::from_stored("accepted", answer)),
+        Applied::Duplicate(answer) => Ok(Outcome::from_stored("duplicate", answer)),
+        // Cannot happen while the subscriber row is locked; retryable if it does.
+        Applied::Conflict => Err(InboundError::Db(DbError::Pool(
+            "version changed while the subscriber row was locked".into(),
+        ))),
+    }
+}
+
+/// All parts `1..=total` of one message, one each, if they are all in.
+fn complete(pending: &[q::StoredPart], total: i16) -> Option<Vec<&q::StoredPart>> {
+    let mut parts: Vec<&q::StoredPart> = Vec::with_capacity(total.max(0) as usize);
+    for expected in 1..=total {
+        let found = pending
+            .iter()
+            .find(|s| s.part == expected && s.total == total)?;
+        parts.push(found);
+    }
+    Some(parts)
 }
 
 struct Message<'a> {

@@ -347,9 +347,9 @@ pub enum Encoding {
 }
 
 /// GSM 03.38 basic character set (one septet each).
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+pub(crate) const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 /// GSM 03.38 extension table (escape + char: two septets each).
-const GSM7_EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+pub(crate) const GSM7_EXTENSION: &str = "\u{000C}^{}\\[~]|€";
 
 fn gsm7_septets(c: char) -> Option<u32> {
     if GSM7_BASIC.contains(c) {

@@ -206,3 +206,98 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
         _ => Applied::Conflict,
     })
 }
+
+/// A stored part of a concatenated message.
+#[derive(Debug, Clone)]
+pub struct StoredPart {
+    pub id: i64,
+    pub gateway_message_id: String,
+    pub total: i16,
+    pub part: i16,
+    pub text: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub raw: serde_json::Value,
+}
+
+/// One part to store.
+#[derive(Debug, Clone)]
+pub struct NewPart<'a> {
+    pub gateway: &'a str,
+    pub gateway_message_id: &'a str,
+    pub msisdn: &'a str,
+    pub reference: &'a str,
+    pub total: i16,
+    pub part: i16,
+    pub text: &'a str,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub raw: &'a serde_json::Value,
+}
+
+/// Stores a part (a redelivered part is ignored) and returns the parts of
+/// its message not yet assembled, in order. Run it with the subscriber
+/// locked, so two last parts arriving together see each other.
+pub async fn store_part(
+    client: &impl GenericClient,
+    p: &NewPart<'_>,
+) -> Result<Vec<StoredPart>, DbError> {
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO inbound_parts
+                 (gateway, gateway_message_id, msisdn, reference, total, part, text, sent_at, raw)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (gateway, gateway_message_id) DO NOTHING",
+        )
+        .await?;
+    client
+        .execute(
+            &insert,
+            &[
+                &p.gateway,
+                &p.gateway_message_id,
+                &p.msisdn,
+                &p.reference,
+                &p.total,
+                &p.part,
+                &p.text,
+                &p.sent_at,
+                &p.raw,
+            ],
+        )
+        .await?;
+    let pending = client
+        .prepare_cached(
+            "SELECT id, gateway_message_id, total, part, text, sent_at, raw
+               FROM inbound_parts
+              WHERE msisdn = $1 AND gateway = $2 AND reference = $3 AND inbound_message_id IS NULL
+              ORDER BY part, id",
+        )
+        .await?;
+    let rows = client
+        .query(&pending, &[&p.msisdn, &p.gateway, &p.reference])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredPart {
+            id: r.get(0),
+            gateway_message_id: r.get(1),
+            total: r.get(2),
+            part: r.get(3),
+            text: r.get(4),
+            sent_at: r.get(5),
+            raw: r.get(6),
+        })
+        .collect())
+}
+
+/// Marks parts as assembled into an inbound message.
+pub async fn mark_parts_assembled(
+    client: &impl GenericClient,
+    part_ids: &[i64],
+    inbound_id: i64,
+) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached("UPDATE inbound_parts SET inbound_message_id = $2 WHERE id = ANY($1)")
+        .await?;
+    client.execute(&stmt, &[&part_ids, &inbound_id]).await?;
+    Ok(())
+}

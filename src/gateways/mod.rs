@@ -20,8 +20,15 @@ use crate::config::{Secret, Settings};
 use crate::error::ApiError;
 use crate::inbound::Outcome;
 
+pub mod charset;
 pub mod generic;
+pub mod infobip;
+pub mod jasmin;
+pub mod kannel;
+pub mod plivo;
+pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 
 /// A webhook request as received, before anything is trusted.
 #[derive(Debug)]
@@ -104,10 +111,23 @@ pub struct ReceivedSms {
     pub hint: Option<KeywordHint>,
 }
 
-/// An item of a webhook request: a message, or why one could not be read.
+/// One part of a concatenated message (Vonage delivers each part alone).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The part itself; its `id` is the part's own gateway id.
+    pub sms: ReceivedSms,
+    /// The sender's reference shared by all parts of one message.
+    pub reference: String,
+    pub total: i16,
+    pub number: i16,
+}
+
+/// An item of a webhook request: a message, a part of one, or why one
+/// could not be read.
 #[derive(Debug)]
 pub enum Item {
     Sms(ReceivedSms),
+    Part(Part),
     Invalid(String),
 }
 
@@ -154,14 +174,32 @@ pub struct Gateways {
 impl Gateways {
     pub fn from_settings(settings: &Settings) -> Self {
         let mut gateways = Self::default();
-        if let Some(g) = &settings.gateways.generic {
-            gateways.add(generic::Generic::new(g));
+        let g = &settings.gateways;
+        let public_url = settings.service.public_url.as_deref();
+        if let Some(c) = &g.generic {
+            gateways.add(generic::Generic::new(c));
         }
-        if let Some(t) = &settings.gateways.twilio {
-            gateways.add(twilio::Twilio::new(
-                t,
-                settings.service.public_url.as_deref(),
-            ));
+        if let Some(c) = &g.twilio {
+            gateways.add(twilio::Twilio::new(c, public_url));
+        }
+        if let Some(c) = &g.vonage {
+            gateways.add(vonage::Vonage::new(c));
+        }
+        if let Some(c) = &g.plivo {
+            gateways.add(plivo::Plivo::new(c, public_url));
+        }
+        // An invalid key is refused by config validation before this.
+        if let Some(telnyx) = g.telnyx.as_ref().and_then(telnyx::Telnyx::new) {
+            gateways.add(telnyx);
+        }
+        if let Some(c) = &g.infobip {
+            gateways.add(infobip::Infobip::new(c));
+        }
+        if let Some(c) = &g.kannel {
+            gateways.add(kannel::Kannel::new(c));
+        }
+        if let Some(c) = &g.jasmin {
+            gateways.add(jasmin::Jasmin::new(c));
         }
         gateways
     }
@@ -192,6 +230,46 @@ pub fn hmac_matches<M: Mac + KeyInit>(keys: &[Secret], message: &[&[u8]], tag: &
         }
         mac.verify_slice(tag).is_ok()
     })
+}
+
+/// Authenticates a gateway that cannot sign its requests: the password of
+/// HTTP Basic auth, or a `token` query parameter, must equal one of the
+/// configured secrets (compared in constant time).
+pub fn check_shared_secret(
+    req: &WebhookRequest<'_>,
+    secrets: &[Secret],
+) -> Result<(), WebhookError> {
+    use base64::Engine;
+    let from_basic = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|decoded| {
+            let split = decoded.iter().position(|b| *b == b':')?;
+            Some(decoded[split + 1..].to_vec())
+        });
+    let presented = from_basic.or_else(|| {
+        form_urlencoded::parse(req.query.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned().into_bytes())
+    });
+    let Some(presented) = presented else {
+        return Err(WebhookError::Unauthorized(
+            "missing credentials: HTTP Basic auth or ?token=".into(),
+        ));
+    };
+    if secrets
+        .iter()
+        .any(|s| secret_eq(s.expose().as_bytes(), &presented))
+    {
+        Ok(())
+    } else {
+        Err(WebhookError::Forbidden("wrong credentials".into()))
+    }
 }
 
 /// Checks a `timestamp` (unix seconds) is within `window` seconds of now.
@@ -226,14 +304,34 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .filter(|v| !v.is_empty())
 }
 
-/// Form fields as a JSON object, for the `raw` evidence column.
+/// Form fields as a JSON object, for the `raw` evidence column. A `token`
+/// field (a credential in the URL) is left out: secrets are not evidence.
 pub fn fields_json(fields: &[(String, String)]) -> serde_json::Value {
     serde_json::Value::Object(
         fields
             .iter()
+            .filter(|(k, _)| k != "token")
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect(),
     )
+}
+
+/// A JSON webhook body's top-level scalar fields as name/value pairs.
+pub fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| WebhookError::BadRequest("expected a JSON object".into()))?;
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
+            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
+            serde_json::Value::Bool(b) => Some((k.clone(), b.to_string())),
+            _ => None,
+        })
+        .collect())
 }
 
 /// At most `n` characters of `s`, for error messages.

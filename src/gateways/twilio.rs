@@ -137,7 +137,7 @@ impl Gateway for Twilio {
                         "bodySHA256 does not match the body".into(),
                     ));
                 }
-                json_fields(req.body)?
+                super::json_fields(req.body)?
             }
             other => {
                 return Err(WebhookError::UnsupportedMediaType(format!(
@@ -190,24 +190,6 @@ impl Gateway for Twilio {
             .content_type("text/xml; charset=utf-8")
             .body(r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#)
     }
-}
-
-/// A JSON webhook body's top-level scalar fields as name/value pairs.
-fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| WebhookError::BadRequest("expected a JSON object".into()))?;
-    Ok(object
-        .iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::String(s) => Some((k.clone(), s.clone())),
-            serde_json::Value::Number(n) => Some((k.clone(), n.to_string())),
-            serde_json::Value::Bool(b) => Some((k.clone(), b.to_string())),
-            _ => None,
-        })
-        .collect())
 }
 
 #[cfg(test)]

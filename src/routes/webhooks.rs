@@ -51,23 +51,27 @@ pub async fn receive(
     let mut outcomes = Vec::with_capacity(items.len());
     let mut invalid = Vec::new();
     for item in items {
-        let sms = match item {
-            Item::Sms(sms) => sms,
+        let handled = match item {
+            Item::Sms(sms) => inbound.handle(&pool, gateway.name(), sms, now).await,
+            Item::Part(part) => inbound.handle_part(&pool, gateway.name(), part, now).await,
             Item::Invalid(reason) => {
                 invalid.push(reason);
                 continue;
             }
         };
-        match inbound.handle(&pool, gateway.name(), sms, now).await {
+        match handled {
             Ok(outcome) => outcomes.push(outcome),
             Err(InboundError::Invalid(reason)) => invalid.push(reason),
+            // The gateway retries the whole request later; what was stored
+            // before is then a duplicate.
+            Err(InboundError::Flooding) => return Err(ApiError::RateLimited),
             Err(InboundError::Db(e)) => {
                 tracing::error!(gateway = gateway.name(), error = %e, "inbound message not stored");
                 return Err(ApiError::Unavailable);
             }
         }
     }
-    if outcomes.is_empty() {
+    if outcomes.is_empty() && !invalid.is_empty() {
         let reason = invalid.join("; ");
         tracing::info!(gateway = gateway.name(), %reason, "webhook malformed");
         return Err(ApiError::BadRequest(reason));

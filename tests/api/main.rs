@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod gateways;
 mod health;
 mod schema;
 mod webhooks;

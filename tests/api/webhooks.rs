@@ -483,3 +483,28 @@ async fn a_stopped_database_means_503_and_a_restarted_one_200() {
         Some("unsubscribed")
     );
 }
+
+#[tokio::test]
+async fn a_flooding_number_gets_429_and_others_are_unaffected() {
+    let mut settings = crate::support::signed_generic_settings();
+    settings.service.max_messages_per_number_per_minute = 3;
+    let app = spawn_app_on(crate::support::fresh_database().await, settings).await;
+    for i in 0..3 {
+        let res = app
+            .post_generic(
+                &json!({"id": format!("f-{i}"), "from": NUMBER, "to": "3344", "text": "hi"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app
+        .post_generic(&json!({"id": "f-3", "from": NUMBER, "to": "3344", "text": "hi"}))
+        .await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let res = app
+        .post_generic(&json!({"id": "o-1", "from": "+6289876543210", "to": "3344", "text": "hi"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_messages").await, 4);
+}

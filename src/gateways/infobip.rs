@@ -1,0 +1,90 @@
+//! `infobip`: Infobip's inbound SMS forwarding (JSON).
+//!
+//! `{"results": [{"messageId", "from", "to", "text", "receivedAt", …}],
+//! "messageCount", "pendingMessageCount"}` — several messages may come in
+//! one request; each is stored and processed on its own, and a bad item
+//! does not drop the others. Infobip does not sign: the request carries a
+//! shared secret (HTTP Basic password or `?token=`).
+
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{
+    check_shared_secret, json_success, Gateway, Item, Origin, ReceivedSms, WebhookError,
+    WebhookRequest,
+};
+use crate::config::{InfobipSettings, Secret};
+use crate::inbound::Outcome;
+
+pub struct Infobip {
+    secrets: Vec<Secret>,
+}
+
+impl Infobip {
+    pub fn new(settings: &InfobipSettings) -> Self {
+        Self {
+            secrets: settings.secret.all().to_vec(),
+        }
+    }
+}
+
+/// Infobip writes `2019-11-09T16:00:00.000+0000` (no colon in the offset).
+fn parse_time(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(t))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn read(result: &Value) -> Result<ReceivedSms, String> {
+    let text = |name: &str| {
+        result[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("missing field `{name}`"))
+    };
+    Ok(ReceivedSms {
+        id: text("messageId")?,
+        from: Origin::International(text("from")?),
+        to: text("to")?,
+        text: text("text")?,
+        sent_at: result["receivedAt"].as_str().and_then(parse_time),
+        raw: result.clone(),
+        hint: None,
+    })
+}
+
+impl Gateway for Infobip {
+    fn name(&self) -> &'static str {
+        "infobip"
+    }
+
+    fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        check_shared_secret(req, &self.secrets)?;
+        let body: Value = serde_json::from_slice(req.body)
+            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+        let results = body["results"]
+            .as_array()
+            .ok_or_else(|| WebhookError::BadRequest("missing `results` array".into()))?;
+        Ok(results
+            .iter()
+            .map(|r| read(r).map(Item::Sms).unwrap_or_else(Item::Invalid))
+            .collect())
+    }
+
+    fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
+        json_success(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn infobip_times_parse_with_or_without_a_colon_in_the_offset() {
+        assert!(super::parse_time("2019-11-09T16:00:00.000+0000").is_some());
+        assert!(super::parse_time("2019-11-09T16:00:00+00:00").is_some());
+        assert!(super::parse_time("yesterday").is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! `telnyx`: Telnyx Messaging webhooks (API v2).
+//!
+//! JSON events; `message.received` carries an inbound message in
+//! `data.payload` (`id`, `from.phone_number`, `to[].phone_number`, `text`,
+//! `received_at`). Signed with Ed25519: `telnyx-signature-ed25519` (base64)
+//! over `<telnyx-timestamp>|<raw body>`, checked with the account's public
+//! key; timestamps more than 300 s away are refused. Other event types are
+//! acknowledged and ignored here.
+
+use actix_web::HttpResponse;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use serde_json::Value;
+
+use super::{
+    check_timestamp, json_success, Gateway, Item, Origin, ReceivedSms, WebhookError, WebhookRequest,
+};
+use crate::config::TelnyxSettings;
+use crate::inbound::Outcome;
+
+pub const WINDOW_SECS: i64 = 300;
+
+pub struct Telnyx {
+    key: VerifyingKey,
+}
+
+/// The base64 public key from the portal, if it is a valid Ed25519 key.
+pub fn parse_public_key(b64: &str) -> Option<VerifyingKey> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    VerifyingKey::from_bytes(&bytes.try_into().ok()?).ok()
+}
+
+impl Telnyx {
+    /// `None` when the key is invalid (refused by config validation first).
+    pub fn new(settings: &TelnyxSettings) -> Option<Self> {
+        Some(Self {
+            key: parse_public_key(&settings.public_key)?,
+        })
+    }
+
+    fn verify(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        let signature = req
+            .header("telnyx-signature-ed25519")
+            .ok_or_else(|| WebhookError::Unauthorized("missing telnyx-signature-ed25519".into()))?;
+        let ts = req.header("telnyx-timestamp");
+        check_timestamp(ts, req.now, WINDOW_SECS)?;
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim())
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or_else(|| {
+                WebhookError::Unauthorized("malformed telnyx-signature-ed25519".into())
+            })?;
+        let mut message = ts.unwrap_or_default().trim().as_bytes().to_vec();
+        message.push(b'|');
+        message.extend_from_slice(req.body);
+        self.key
+            .verify(&message, &signature)
+            .map_err(|_| WebhookError::Forbidden("telnyx-signature-ed25519 does not match".into()))
+    }
+}
+
+impl Gateway for Telnyx {
+    fn name(&self) -> &'static str {
+        "telnyx"
+    }
+
+    fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        self.verify(req)?;
+        let event: Value = serde_json::from_slice(req.body)
+            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+        let data = &event["data"];
+        if data["event_type"].as_str() != Some("message.received") {
+            return Ok(vec![]);
+        }
+        let payload = &data["payload"];
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        let item = (|| {
+            Ok::<_, String>(ReceivedSms {
+                id: text(&payload["id"]).ok_or("missing data.payload.id")?,
+                from: Origin::Any(
+                    text(&payload["from"]["phone_number"])
+                        .ok_or("missing data.payload.from.phone_number")?,
+                ),
+                to: text(&payload["to"][0]["phone_number"])
+                    .ok_or("missing data.payload.to[0].phone_number")?,
+                text: text(&payload["text"]).ok_or("missing data.payload.text")?,
+                sent_at: payload["received_at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+                raw: event.clone(),
+                hint: None,
+            })
+        })();
+        Ok(vec![item.map(Item::Sms).unwrap_or_else(Item::Invalid)])
+    }
+
+    fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
+        json_success(outcomes)
+    }
+}

@@ -51,7 +51,8 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     if let Command::CheckConfig { .. } = cli.command {
-        println!("configuration is valid");
+        // A closed pipe (`| head`) ends the report quietly.
+        let _ = report_replies(&settings, &mut std::io::stdout().lock());
         return 0;
     }
     crate::telemetry::init();
@@ -80,6 +81,26 @@ pub fn run(cli: Cli) -> i32 {
             1
         }
     }
+}
+
+/// Prints every reply as it would be sent, with its encoding and SMS
+/// segment count, so an operator sees what a subscriber will get (and pay).
+fn report_replies(settings: &Settings, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    use crate::core::{encoding, Encoding};
+    let inbound = crate::inbound::Inbound::new(settings);
+    for (program, lang, kind, text) in inbound.sample_replies() {
+        let (enc, segments) = encoding(&text);
+        let enc = match enc {
+            Encoding::Gsm7 => "GSM-7",
+            Encoding::Ucs2 => "UCS-2",
+        };
+        let plural = if segments == 1 { "" } else { "s" };
+        writeln!(
+            out,
+            "{program}.{lang}.{kind}: {enc}, {segments} segment{plural}: {text}"
+        )?;
+    }
+    writeln!(out, "configuration is valid")
 }
 
 /// The database to use: `DATABASE_URL`, or a private cluster in the data dir

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::{ProgramSettings, Settings};
 use crate::core::{
     decide_each, Action, Classification, Classifier, ClassifierConfig, Decision, Facts, Language,
-    Policy, ProgramKeywords, Replies, ReplyVars, State,
+    Policy, ProgramKeywords, Replies, ReplyKind, ReplyVars, State,
 };
 use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
 use crate::db::DbError;
@@ -155,6 +155,25 @@ impl Inbound {
             shortcodes,
             flood: FloodGuard::new(settings.service.max_messages_per_number_per_minute),
         }
+    }
+
+    /// Every reply of every program in every language, rendered as it
+    /// would be sent from the first short code (for `check-config`):
+    /// (program, language, kind, text).
+    pub fn sample_replies(&self) -> Vec<(String, Language, ReplyKind, String)> {
+        let code = &self.shortcodes[0].code;
+        let mut names: Vec<&String> = self.programs.keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let p = &self.programs[name];
+            for lang in Language::ALL {
+                for kind in ReplyKind::ALL {
+                    out.push((name.clone(), lang, kind, p.render(name, code, kind, lang)));
+                }
+            }
+        }
+        out
     }
 
     fn shortcode(&self, to: &str) -> &Shortcode {
@@ -473,6 +492,19 @@ impl Program {
             },
             replies: Replies::new(&p.replies),
         }
+    }
+
+    fn render(&self, name: &str, shortcode: &str, kind: ReplyKind, lang: Language) -> String {
+        let vars = ReplyVars {
+            brand: &self.brand,
+            program: name,
+            frequency: self.frequency(lang),
+            shortcode,
+            stop: lang.stop_keyword(),
+            help: lang.help_keyword(),
+            start: lang.start_keyword(),
+        };
+        self.replies.render(kind, lang, &vars)
     }
 
     /// The frequency in `lang`, else in any language configured.

@@ -248,3 +248,48 @@ fn serve_refuses_to_start_on_an_invalid_config() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("config: listen"));
     assert!(!dir.path().join(".keyward").exists(), "nothing started");
 }
+
+#[test]
+fn check_config_lints_templates_and_reports_encoding_and_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[shortcodes]]\ncode = \"3344\"\nprogram = \"promo\"\n\n[[programs]]\nname = \"promo\"\nbrand = \"Toko Maju\"\nfrequency = { id = \"2-4 SMS per bulan\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // 6 kinds of reply in 3 languages.
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("promo.")).count(),
+        18,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("promo.id.welcome: GSM-7, 1 segment: Toko Maju"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("promo.ru.welcome: UCS-2"), "{stdout}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[shortcodes]]\ncode = \"3344\"\nprogram = \"p\"\n[[programs]]\nname = \"p\"\nbrand = \"B\"\nfrequency = { en = \"weekly\" }\n[programs.replies.en]\nwelcome = \"Hi {name}, welcome to {brand}\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown variable {name}"), "{stderr}");
+    assert!(stderr.contains("does not say how to stop"), "{stderr}");
+}

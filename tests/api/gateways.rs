@@ -770,3 +770,95 @@ async fn jasmin_is_acked_exactly_and_gsm7_and_ucs2_texts_are_decoded() {
         400
     );
 }
+
+#[tokio::test]
+async fn twilio_json_webhooks_are_checked_by_body_sha256() {
+    use sha2::Digest;
+    let app = app().await;
+    let body = serde_json::to_vec(&json!({
+        "MessageSid": "SMjson1", "AccountSid": TWILIO_SID, "From": NUMBER,
+        "To": "+6281100003344", "Body": "MAU"
+    }))
+    .unwrap();
+    let hash = hex::encode(sha2::Sha256::digest(&body));
+    let path = format!("/webhooks/twilio?bodySHA256={hash}");
+    let signature = twilio_signature(&format!("{PUBLIC_URL}{path}"), &[]);
+    let post = |body: Vec<u8>| {
+        app.http
+            .post(app.url(&path))
+            .header("content-type", "application/json")
+            .header("x-twilio-signature", signature.clone())
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(body.clone()).await.unwrap().status(), 200);
+    assert!(app.stored("twilio", "SMjson1").await.is_some());
+    let mut altered = body.clone();
+    altered.extend_from_slice(b" ");
+    assert_eq!(post(altered).await.unwrap().status(), 403);
+}
+
+/// Whatever arrives, no webhook answers 500 (or panics): every answer is
+/// one of the contract's codes.
+#[tokio::test]
+async fn hostile_input_never_gets_a_500() {
+    let app = app().await;
+    let long = "A".repeat(70_000);
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", vec![]),
+        ("application/json", b"\x00\x01\x02\xff".to_vec()),
+        (
+            "application/json",
+            b"{\"results\": [null, 1, \"x\"]}".to_vec(),
+        ),
+        (
+            "application/json",
+            b"{\"data\": {\"event_type\": \"message.received\"}}".to_vec(),
+        ),
+        ("application/json", b"[[[[[[[[[[]]]]]]]]]]".to_vec()),
+        ("application/x-www-form-urlencoded", b"%%%&&&===".to_vec()),
+        (
+            "application/x-www-form-urlencoded",
+            b"Body=%00%ff&From=%00".to_vec(),
+        ),
+        ("text/plain", "СТОП 😀".as_bytes().to_vec()),
+        ("application/json", long.into_bytes()),
+    ];
+    let allowed = [400, 401, 403, 404, 413, 415];
+    for gateway in [
+        "twilio", "vonage", "plivo", "telnyx", "infobip", "kannel", "jasmin", "generic",
+    ] {
+        for (ctype, body) in &bodies {
+            for query in ["", "?token=shared-secret-0123456789&from=%00&to=&id=\u{0}"] {
+                let res = app
+                    .http
+                    .post(app.url(&format!("/webhooks/{gateway}{query}")))
+                    .header("content-type", *ctype)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                assert!(
+                    allowed.contains(&status),
+                    "{gateway} {ctype} {query}: {status}"
+                );
+                if status != 404 {
+                    let err: serde_json::Value = res.json().await.unwrap_or_default();
+                    assert!(
+                        err["error"]["code"].is_string(),
+                        "{gateway}: JSON error body"
+                    );
+                }
+            }
+            let res = app
+                .http
+                .get(app.url(&format!("/webhooks/{gateway}")))
+                .send()
+                .await
+                .unwrap();
+            assert!(allowed.contains(&res.status().as_u16()), "GET {gateway}");
+        }
+    }
+    assert_eq!(app.count("SELECT count(*) FROM inbound_messages").await, 0);
+}

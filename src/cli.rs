@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
+use crate::dispatch::Dispatcher;
 use crate::embedded::{self, Cluster, ClusterOptions, RunAs};
 use crate::startup::Application;
 
@@ -28,6 +29,8 @@ pub enum Command {
     Serve,
     /// Apply the sql/ migrations; safe to run twice or concurrently.
     Migrate,
+    /// Run only the reply dispatcher (for scaling it apart from `serve`).
+    Dispatch,
     /// Validate the configuration; exit 1 with one line per problem.
     CheckConfig {
         /// Configuration file to check.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> i32 {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Dispatch => dispatch(settings).await,
             Command::CheckConfig { .. } => Ok(()),
         }
     });
@@ -182,15 +186,42 @@ async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> an
             "the generic webhook has no secret: anyone who can reach {addr} can post messages"
         );
     }
-    let app = Application::build(settings.clone(), pool, listener)?;
+    let app = Application::build(settings.clone(), pool.clone(), listener)?;
     let handle = app.handle();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = settings.dispatch.workers;
+    let dispatcher = Arc::new(Dispatcher::new(&settings, pool, app.metrics()));
+    let dispatcher = tokio::spawn(dispatcher.run(workers, stopped));
     tracing::info!(%addr, "keyward is listening");
     let server = tokio::spawn(app.run_until_stopped());
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests and sends");
     handle.stop(true).await;
+    let _ = stop.send(true);
     server.await??;
+    let _ = dispatcher.await;
     Ok(())
+}
+
+async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
+    let (config, cluster) = database(&settings).await?;
+    let result = async {
+        crate::db::migrate(&config).await?;
+        let pool = crate::db::pool(config, settings.pool_size())?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = settings.dispatch.workers.max(1);
+        let dispatcher = Arc::new(Dispatcher::new(&settings, pool, metrics));
+        let running = tokio::spawn(dispatcher.run(workers, stopped));
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight sends");
+        let _ = stop.send(true);
+        let _ = running.await;
+        anyhow::Ok(())
+    }
+    .await;
+    stop_cluster(cluster).await;
+    result
 }
 
 async fn stop_cluster(cluster: Option<Cluster>) {

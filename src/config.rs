@@ -90,6 +90,47 @@ pub struct Settings {
     pub programs: Vec<ProgramSettings>,
     #[serde(default)]
     pub gateways: GatewaySettings,
+    #[serde(default)]
+    pub dispatch: DispatchSettings,
+}
+
+/// The reply dispatcher (`serve` runs it; `keyward dispatch` runs it alone).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchSettings {
+    /// Concurrent claim-and-send loops; 0 in `serve` leaves sending to
+    /// separate `keyward dispatch` processes.
+    pub workers: usize,
+    /// Replies leased per claim.
+    pub batch_size: u32,
+    /// How long a claimed reply stays ours; a crashed dispatcher's replies
+    /// are taken again after it.
+    pub lease_secs: u64,
+    /// Attempts before a reply with transient errors is `dead`.
+    pub max_attempts: u32,
+    /// Backoff after the first transient error, doubled each time (with
+    /// jitter) up to `backoff_max_secs`.
+    pub backoff_base_secs: f64,
+    pub backoff_max_secs: f64,
+    /// Timeout of one call to a provider.
+    pub http_timeout_secs: u64,
+    /// Pause between claims when nothing is due.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            batch_size: 32,
+            lease_secs: 60,
+            max_attempts: 8,
+            backoff_base_secs: 5.0,
+            backoff_max_secs: 3600.0,
+            http_timeout_secs: 10,
+            poll_interval_ms: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -451,6 +492,23 @@ impl Settings {
                     "service.public_url: `{url}` must start with https:// or http://"
                 ));
             }
+        }
+        let d = &self.dispatch;
+        if d.batch_size == 0 || d.max_attempts == 0 || d.lease_secs == 0 || d.http_timeout_secs == 0
+        {
+            problems.push(
+                "dispatch: batch_size, max_attempts, lease_secs and http_timeout_secs must be at least 1"
+                    .into(),
+            );
+        }
+        if d.http_timeout_secs >= d.lease_secs {
+            problems.push(
+                "dispatch: http_timeout_secs must be shorter than lease_secs, or a slow send could be sent twice"
+                    .into(),
+            );
+        }
+        if !(d.backoff_base_secs > 0.0 && d.backoff_max_secs >= d.backoff_base_secs) {
+            problems.push("dispatch: need 0 < backoff_base_secs <= backoff_max_secs".into());
         }
         if self.database.pool_size == Some(0) {
             problems.push("database.pool_size: must be at least 1".into());

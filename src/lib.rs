@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod gateways;

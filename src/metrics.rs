@@ -8,7 +8,8 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use deadpool_postgres::Pool;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -19,6 +20,11 @@ pub struct Metrics {
     pool_size: IntGauge,
     pool_available: IntGauge,
     pool_waiting: IntGauge,
+    /// Replies sent or not, by sender and result (sent, retry, failed,
+    /// opted_out, cancelled).
+    pub sends: IntCounterVec,
+    pub send_latency: HistogramVec,
+    outbox: IntGaugeVec,
 }
 
 impl Metrics {
@@ -43,7 +49,34 @@ impl Metrics {
         )
         .expect("static metric definition");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("static metric");
+        let sends = IntCounterVec::new(
+            Opts::new(
+                "replies_total",
+                "Replies handed to senders, by sender and result",
+            ),
+            &["sender", "result"],
+        )
+        .expect("static metric definition");
+        let send_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "reply_send_duration_seconds",
+                "Time of one call to a provider",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["sender"],
+        )
+        .expect("static metric definition");
+        let outbox = IntGaugeVec::new(
+            Opts::new("outbox_replies", "Replies in the outbox by status"),
+            &["status"],
+        )
+        .expect("static metric definition");
         let metrics = Self {
+            sends,
+            send_latency,
+            outbox,
             pool_max: gauge("db_pool_max_connections", "Connection pool capacity"),
             pool_size: gauge("db_pool_connections", "Connections open in the pool"),
             pool_available: gauge("db_pool_available", "Idle connections in the pool"),
@@ -59,6 +92,9 @@ impl Metrics {
             Box::new(metrics.pool_size.clone()),
             Box::new(metrics.pool_available.clone()),
             Box::new(metrics.pool_waiting.clone()),
+            Box::new(metrics.sends.clone()),
+            Box::new(metrics.send_latency.clone()),
+            Box::new(metrics.outbox.clone()),
         ] {
             metrics
                 .registry
@@ -74,6 +110,14 @@ impl Metrics {
             .with_label_values(&[route, method, buf.format(status)])
             .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Sets the outbox gauges (read from the database at scrape time).
+    pub fn set_outbox(&self, depth: &[(String, i64)]) {
+        self.outbox.reset();
+        for (status, count) in depth {
+            self.outbox.with_label_values(&[status]).set(*count);
+        }
     }
 
     /// The text exposition, with pool gauges read at scrape time.

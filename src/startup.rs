@@ -22,6 +22,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Arc<Metrics>,
 }
 
 impl Application {
@@ -35,6 +36,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let pool = web::Data::new(pool);
         let metrics = web::Data::new(Metrics::new());
+        let shared_metrics = metrics.clone().into_inner();
         let gateways = web::Data::new(Gateways::from_settings(&settings));
         let inbound = web::Data::new(Inbound::new(&settings));
         let settings = web::Data::from(settings);
@@ -60,11 +62,20 @@ impl Application {
         .disable_signals()
         .shutdown_timeout(grace)
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            metrics: shared_metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics registry, for the dispatcher running beside the server.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn handle(&self) -> ServerHandle {

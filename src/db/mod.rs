@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub mod inbound;
+pub mod outbox;
 
 mod migrations {
     refinery::embed_migrations!("sql");

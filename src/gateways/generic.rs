@@ -135,3 +135,55 @@ pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// The generic sender: `POST reply_url` with a signed JSON body
+/// (CONTRACT §7) and `Idempotency-Key: <outbox id>`; any 2xx is sent.
+pub struct GenericSender {
+    url: String,
+    secret: Option<Secret>,
+}
+
+impl GenericSender {
+    /// `None` without a `reply_url`.
+    pub fn new(settings: &GenericSettings) -> Option<Self> {
+        Some(Self {
+            url: settings.reply_url.clone()?,
+            secret: settings
+                .secret
+                .as_ref()
+                .and_then(|s| s.all().first().cloned()),
+        })
+    }
+}
+
+impl super::Sender for GenericSender {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+
+    fn request(&self, sms: &super::OutboundSms<'_>, now: DateTime<Utc>) -> Option<super::HttpCall> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "id": sms.id,
+            "from": sms.from,
+            "to": sms.to,
+            "text": sms.text,
+            "in_reply_to": sms.in_reply_to,
+        }))
+        .unwrap_or_default();
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("idempotency-key".to_owned(), sms.id.to_owned()),
+        ];
+        if let Some(secret) = &self.secret {
+            let ts = now.timestamp();
+            headers.push(("x-keyward-timestamp".to_owned(), ts.to_string()));
+            headers.push(("x-keyward-signature".to_owned(), sign(secret, ts, &body)));
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers,
+            body,
+        })
+    }
+}

@@ -79,6 +79,67 @@ impl Gateway for Infobip {
     }
 }
 
+/// Infobip's SMS API: `POST /sms/2/text/advanced` with
+/// `Authorization: App <api key>`; `notifyUrl` receives delivery reports.
+pub struct InfobipSender {
+    url: String,
+    auth: String,
+    callback: Option<String>,
+}
+
+impl InfobipSender {
+    /// `None` without an `api_key`.
+    pub fn new(settings: &InfobipSettings, callback: Option<String>) -> Option<Self> {
+        Some(Self {
+            url: format!(
+                "{}/sms/2/text/advanced",
+                settings.api_base.trim_end_matches('/')
+            ),
+            auth: format!("App {}", settings.api_key.as_ref()?.expose()),
+            callback,
+        })
+    }
+}
+
+impl super::Sender for InfobipSender {
+    fn name(&self) -> &'static str {
+        "infobip"
+    }
+
+    fn request(
+        &self,
+        sms: &super::OutboundSms<'_>,
+        _now: DateTime<Utc>,
+    ) -> Option<super::HttpCall> {
+        let mut message = serde_json::json!({
+            "from": sms.from,
+            "destinations": [{"to": sms.to.trim_start_matches('+'), "messageId": sms.id}],
+            "text": sms.text,
+        });
+        if let Some(cb) = &self.callback {
+            message["notifyUrl"] = serde_json::json!(cb);
+            message["notifyContentType"] = serde_json::json!("application/json");
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![
+                ("authorization".into(), self.auth.clone()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: serde_json::to_vec(&serde_json::json!({"messages": [message]}))
+                .unwrap_or_default(),
+        })
+    }
+
+    fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
+        super::http_outcome(answer, |body| {
+            let json: Value = serde_json::from_slice(body).ok()?;
+            json["messages"][0]["messageId"].as_str().map(str::to_owned)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -90,3 +90,94 @@ impl Gateway for Jasmin {
             .body("ACK/Jasmin")
     }
 }
+
+/// Jasmin's HTTP API: `POST /send` (form `username`, `password`, `to`,
+/// `from`, `content`, or `hex-content` with `coding=8` for texts outside
+/// GSM-7), `dlr=yes` with `dlr-url` and `dlr-level=3`. Jasmin answers
+/// `Success "<message id>"`.
+pub struct JasminSender {
+    url: String,
+    username: String,
+    password: String,
+    callback: Option<String>,
+}
+
+impl JasminSender {
+    /// `None` without a username.
+    pub fn new(settings: &JasminSettings, callback: Option<String>) -> Option<Self> {
+        let token = settings
+            .secret
+            .all()
+            .first()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default();
+        Some(Self {
+            url: format!("{}/send", settings.api_base.trim_end_matches('/')),
+            username: settings.username.clone()?,
+            password: settings
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+            callback: callback.map(|cb| format!("{cb}?token={token}")),
+        })
+    }
+}
+
+impl super::Sender for JasminSender {
+    fn name(&self) -> &'static str {
+        "jasmin"
+    }
+
+    fn request(
+        &self,
+        sms: &super::OutboundSms<'_>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<super::HttpCall> {
+        let hex_content: String;
+        let mut form = vec![
+            ("username", self.username.as_str()),
+            ("password", self.password.as_str()),
+            ("to", sms.to.trim_start_matches('+')),
+            ("from", sms.from),
+        ];
+        if super::is_gsm7(sms.text) {
+            form.push(("content", sms.text));
+        } else {
+            hex_content = hex::encode(
+                sms.text
+                    .encode_utf16()
+                    .flat_map(u16::to_be_bytes)
+                    .collect::<Vec<u8>>(),
+            );
+            form.push(("coding", "8"));
+            form.push(("hex-content", &hex_content));
+        }
+        if let Some(cb) = &self.callback {
+            form.extend([
+                ("dlr", "yes"),
+                ("dlr-url", cb.as_str()),
+                ("dlr-level", "3"),
+                ("dlr-method", "POST"),
+            ]);
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: super::form_body(&form),
+        })
+    }
+
+    fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
+        super::http_outcome(answer, |body| {
+            // Success "07033084-5cfd-4812-90a4-e4d24ffb6e3d"
+            let text = String::from_utf8_lossy(body);
+            text.strip_prefix("Success ")
+                .map(|id| id.trim().trim_matches('"').to_owned())
+        })
+    }
+}

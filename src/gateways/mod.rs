@@ -25,6 +25,7 @@ pub mod generic;
 pub mod infobip;
 pub mod jasmin;
 pub mod kannel;
+pub mod log;
 pub mod plivo;
 pub mod telnyx;
 pub mod twilio;
@@ -346,4 +347,195 @@ pub fn json_success(outcomes: &[Outcome]) -> HttpResponse {
         [one] => HttpResponse::Ok().json(one),
         many => HttpResponse::Ok().json(serde_json::json!({ "results": many })),
     }
+}
+
+// --- replies going out ---------------------------------------------------
+
+/// One reply to send, as the dispatcher hands it to a sender.
+#[derive(Debug, Clone)]
+pub struct OutboundSms<'a> {
+    /// The outbox id: idempotency key and correlation for receipts.
+    pub id: &'a str,
+    /// The short code it is sent from.
+    pub from: &'a str,
+    /// E.164.
+    pub to: &'a str,
+    pub text: &'a str,
+    /// The gateway's id of the message this answers, if any.
+    pub in_reply_to: Option<&'a str>,
+}
+
+/// The HTTP request a sender wants made; the dispatcher makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCall {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// How a send went, as the provider's answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent {
+        provider_id: Option<String>,
+    },
+    /// Worth trying again (timeout, 5xx, 429), after `after` if the
+    /// provider said so.
+    Retry {
+        reason: String,
+        after: Option<std::time::Duration>,
+    },
+    /// The provider refused the message for good (4xx).
+    Failed {
+        reason: String,
+    },
+    /// The provider refused because the number opted out with it.
+    OptedOut {
+        reason: String,
+    },
+}
+
+/// The provider's HTTP answer.
+#[derive(Debug)]
+pub struct HttpAnswer<'a> {
+    pub status: u16,
+    pub retry_after: Option<std::time::Duration>,
+    pub body: &'a [u8],
+}
+
+pub trait Sender: Send + Sync {
+    /// The name in `reply_via` and the outbox's `sender` column.
+    fn name(&self) -> &'static str;
+    /// The request that sends `sms`; `None` for the `log` sender, which
+    /// only writes to the log.
+    fn request(&self, sms: &OutboundSms<'_>, now: DateTime<Utc>) -> Option<HttpCall>;
+    /// What the provider's answer means.
+    fn outcome(&self, answer: &HttpAnswer<'_>) -> SendOutcome {
+        http_outcome(answer, |_| None)
+    }
+}
+
+/// The usual reading of an HTTP answer: 2xx sent, 408/429/5xx retry, other
+/// 4xx failed. `provider_id` extracts the provider's message id from a 2xx
+/// body.
+pub fn http_outcome(
+    answer: &HttpAnswer<'_>,
+    provider_id: impl FnOnce(&[u8]) -> Option<String>,
+) -> SendOutcome {
+    let reason = || {
+        format!(
+            "HTTP {}: {}",
+            answer.status,
+            clip(String::from_utf8_lossy(answer.body).trim(), 300)
+        )
+    };
+    match answer.status {
+        200..=299 => SendOutcome::Sent {
+            provider_id: provider_id(answer.body),
+        },
+        408 | 429 | 500..=599 => SendOutcome::Retry {
+            reason: reason(),
+            after: answer.retry_after,
+        },
+        _ => SendOutcome::Failed { reason: reason() },
+    }
+}
+
+/// The configured senders, by name (`log` always).
+#[derive(Clone)]
+pub struct Senders {
+    by_name: HashMap<&'static str, Arc<dyn Sender>>,
+}
+
+impl Senders {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let mut senders = Self {
+            by_name: HashMap::new(),
+        };
+        senders.add(log::LogSender);
+        let g = &settings.gateways;
+        let callback = |gateway: &str| {
+            settings
+                .service
+                .public_url
+                .as_deref()
+                .map(|u| format!("{}/webhooks/{gateway}/status", u.trim_end_matches('/')))
+        };
+        if let Some(c) = &g.generic {
+            if let Some(sender) = generic::GenericSender::new(c) {
+                senders.add(sender);
+            }
+        }
+        if let Some(c) = &g.twilio {
+            senders.add(twilio::TwilioSender::new(c, callback("twilio")));
+        }
+        if let Some(c) = &g.vonage {
+            if let Some(sender) = vonage::VonageSender::new(c, callback("vonage")) {
+                senders.add(sender);
+            }
+        }
+        if let Some(c) = &g.plivo {
+            senders.add(plivo::PlivoSender::new(c, callback("plivo")));
+        }
+        if let Some(sender) = g
+            .telnyx
+            .as_ref()
+            .and_then(|c| telnyx::TelnyxSender::new(c, callback("telnyx")))
+        {
+            senders.add(sender);
+        }
+        if let Some(sender) = g
+            .infobip
+            .as_ref()
+            .and_then(|c| infobip::InfobipSender::new(c, callback("infobip")))
+        {
+            senders.add(sender);
+        }
+        if let Some(sender) = g
+            .kannel
+            .as_ref()
+            .and_then(|c| kannel::KannelSender::new(c, callback("kannel")))
+        {
+            senders.add(sender);
+        }
+        if let Some(sender) = g
+            .jasmin
+            .as_ref()
+            .and_then(|c| jasmin::JasminSender::new(c, callback("jasmin")))
+        {
+            senders.add(sender);
+        }
+        senders
+    }
+
+    fn add(&mut self, sender: impl Sender + 'static) {
+        self.by_name.insert(sender.name(), Arc::new(sender));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Sender>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Basic auth header value.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// `application/x-www-form-urlencoded` body from pairs.
+pub fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+        .into_bytes()
+}
+
+/// Does `text` fit the GSM 03.38 alphabet (else it needs UCS-2)?
+pub fn is_gsm7(text: &str) -> bool {
+    matches!(crate::core::encoding(text).0, crate::core::Encoding::Gsm7)
 }

@@ -128,6 +128,79 @@ impl Gateway for Plivo {
     }
 }
 
+/// Plivo's Message API: `POST /v1/Account/{auth_id}/Message/` (JSON `src`,
+/// `dst`, `text`, `url` for status callbacks), HTTP Basic with the auth id
+/// and token; 202 with `message_uuid`.
+pub struct PlivoSender {
+    url: String,
+    auth: String,
+    callback: Option<String>,
+}
+
+impl PlivoSender {
+    pub fn new(settings: &PlivoSettings, callback: Option<String>) -> Self {
+        let token = settings
+            .auth_token
+            .all()
+            .first()
+            .map(Secret::expose)
+            .unwrap_or_default();
+        Self {
+            url: format!(
+                "{}/v1/Account/{}/Message/",
+                settings.api_base.trim_end_matches('/'),
+                settings.auth_id
+            ),
+            auth: super::basic_auth(&settings.auth_id, token),
+            callback,
+        }
+    }
+}
+
+impl super::Sender for PlivoSender {
+    fn name(&self) -> &'static str {
+        "plivo"
+    }
+
+    fn request(
+        &self,
+        sms: &super::OutboundSms<'_>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<super::HttpCall> {
+        let mut body = serde_json::json!({
+            "src": sms.from,
+            "dst": sms.to.trim_start_matches('+'),
+            "text": sms.text,
+        });
+        if let Some(cb) = &self.callback {
+            body["url"] = serde_json::json!(cb);
+            body["method"] = serde_json::json!("POST");
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![
+                ("authorization".into(), self.auth.clone()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        })
+    }
+
+    fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
+        let text = String::from_utf8_lossy(answer.body).to_ascii_lowercase();
+        if (400..500).contains(&answer.status) && text.contains("opted out") {
+            return super::SendOutcome::OptedOut {
+                reason: format!("plivo: {}", super::clip(&text, 200)),
+            };
+        }
+        super::http_outcome(answer, |body| {
+            let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+            json["message_uuid"][0].as_str().map(str::to_owned)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,3 +104,68 @@ impl Gateway for Telnyx {
         json_success(outcomes)
     }
 }
+
+/// Telnyx's Messaging API: `POST /v2/messages` (JSON `from`, `to`, `text`,
+/// `webhook_url`) with `Authorization: Bearer <api key>`. Error 40300 means
+/// the number sent STOP to Telnyx.
+pub struct TelnyxSender {
+    url: String,
+    auth: String,
+    callback: Option<String>,
+}
+
+/// Telnyx's error code for a number that opted out.
+pub const OPTED_OUT: &str = "40300";
+
+impl TelnyxSender {
+    /// `None` without an `api_key`.
+    pub fn new(settings: &TelnyxSettings, callback: Option<String>) -> Option<Self> {
+        Some(Self {
+            url: format!("{}/v2/messages", settings.api_base.trim_end_matches('/')),
+            auth: format!("Bearer {}", settings.api_key.as_ref()?.expose()),
+            callback,
+        })
+    }
+}
+
+impl super::Sender for TelnyxSender {
+    fn name(&self) -> &'static str {
+        "telnyx"
+    }
+
+    fn request(
+        &self,
+        sms: &super::OutboundSms<'_>,
+        _now: DateTime<Utc>,
+    ) -> Option<super::HttpCall> {
+        let mut body = serde_json::json!({"from": sms.from, "to": sms.to, "text": sms.text});
+        if let Some(cb) = &self.callback {
+            body["webhook_url"] = serde_json::json!(cb);
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![
+                ("authorization".into(), self.auth.clone()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        })
+    }
+
+    fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
+        let json: Value = serde_json::from_slice(answer.body).unwrap_or_default();
+        let opted_out = json["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["code"].as_str() == Some(OPTED_OUT)));
+        if opted_out {
+            return super::SendOutcome::OptedOut {
+                reason: format!(
+                    "telnyx {OPTED_OUT}: {}",
+                    json["errors"][0]["title"].as_str().unwrap_or("")
+                ),
+            };
+        }
+        super::http_outcome(answer, |_| json["data"]["id"].as_str().map(str::to_owned))
+    }
+}

@@ -192,6 +192,80 @@ impl Gateway for Twilio {
     }
 }
 
+/// Twilio's Messages API: `POST /2010-04-01/Accounts/{sid}/Messages.json`,
+/// form `To`, `From`, `Body`, `StatusCallback`, HTTP Basic with the account
+/// SID and auth token. Error 21610 means the number replied STOP to Twilio.
+pub struct TwilioSender {
+    url: String,
+    auth: String,
+    status_callback: Option<String>,
+}
+
+impl TwilioSender {
+    pub fn new(settings: &TwilioSettings, status_callback: Option<String>) -> Self {
+        let token = settings
+            .auth_token
+            .all()
+            .first()
+            .map(Secret::expose)
+            .unwrap_or_default();
+        Self {
+            url: format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                settings.api_base.trim_end_matches('/'),
+                settings.account_sid
+            ),
+            auth: super::basic_auth(&settings.account_sid, token),
+            status_callback,
+        }
+    }
+}
+
+/// Twilio's error code for "the number has unsubscribed (replied STOP)".
+pub const OPTED_OUT: i64 = 21610;
+
+impl super::Sender for TwilioSender {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn request(
+        &self,
+        sms: &super::OutboundSms<'_>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<super::HttpCall> {
+        let mut form = vec![("To", sms.to), ("From", sms.from), ("Body", sms.text)];
+        if let Some(cb) = &self.status_callback {
+            form.push(("StatusCallback", cb));
+        }
+        Some(super::HttpCall {
+            method: actix_web::http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![
+                ("authorization".into(), self.auth.clone()),
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+            ],
+            body: super::form_body(&form),
+        })
+    }
+
+    fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
+        let json: serde_json::Value = serde_json::from_slice(answer.body).unwrap_or_default();
+        if json["code"].as_i64() == Some(OPTED_OUT) {
+            return super::SendOutcome::OptedOut {
+                reason: format!(
+                    "twilio {OPTED_OUT}: {}",
+                    json["message"].as_str().unwrap_or("")
+                ),
+            };
+        }
+        super::http_outcome(answer, |_| json["sid"].as_str().map(str::to_owned))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,14 @@ pub async fn readyz(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
 }
 
 pub async fn metrics(metrics: web::Data<Metrics>, pool: web::Data<Pool>) -> HttpResponse {
+    let depth = async {
+        let client = pool.get().await.ok()?;
+        crate::db::outbox::depth(&client).await.ok()
+    };
+    // The outbox gauges are best effort: a slow database must not hang scrapes.
+    if let Ok(Some(depth)) = tokio::time::timeout(std::time::Duration::from_secs(2), depth).await {
+        metrics.set_outbox(&depth);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render(&pool))

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod dispatch;
 mod gateways;
 mod health;
 mod schema;

@@ -1,0 +1,186 @@
+//! Statements of the reply dispatcher.
+//!
+//! A claim is one short statement that leases due rows (`FOR UPDATE SKIP
+//! LOCKED`, so several dispatchers never take the same row) and commits at
+//! once: no row lock is held while a provider is called. Every later write
+//! checks the lease is still ours, so a dispatcher that stalled past its
+//! lease cannot overwrite the work of the one that took the row over.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+
+use super::DbError;
+
+/// A leased reply.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub msisdn: String,
+    pub shortcode: String,
+    pub text: String,
+    pub sender: String,
+    pub kind: String,
+    pub program: Option<String>,
+    pub in_reply_to: Option<String>,
+    /// Including this one.
+    pub attempts: i32,
+    /// The number opted out of the program after this reply was queued:
+    /// it must not be sent (only opt-out confirmations still go).
+    pub opted_out_since: bool,
+}
+
+const CLAIM: &str = "
+    WITH due AS (
+        SELECT o.id FROM outbox o
+         WHERE (o.status = 'queued' AND o.next_attempt_at <= now())
+            OR (o.status = 'sending' AND o.lease_expires_at < now())
+         ORDER BY o.next_attempt_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+    )
+    UPDATE outbox o
+       SET status = 'sending', lease_owner = $1,
+           lease_expires_at = now() + make_interval(secs => $3),
+           attempts = o.attempts + 1, updated_at = now()
+      FROM due
+     WHERE o.id = due.id
+    RETURNING o.id::text, o.msisdn, o.shortcode, o.text, o.sender, o.kind::text, o.program,
+              o.in_reply_to, o.attempts,
+              o.kind <> 'goodbye' AND EXISTS (
+                  SELECT 1 FROM subscriptions s
+                    JOIN subscription_events e ON e.id = s.event_id
+                   WHERE s.msisdn = o.msisdn AND s.program = o.program
+                     AND s.state = 'unsubscribed' AND e.recorded_at > o.created_at)";
+
+pub async fn claim(
+    client: &impl GenericClient,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, DbError> {
+    let stmt = client.prepare_cached(CLAIM).await?;
+    let rows = client
+        .query(&stmt, &[&owner, &limit, &lease.as_secs_f64()])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            msisdn: r.get(1),
+            shortcode: r.get(2),
+            text: r.get(3),
+            sender: r.get(4),
+            kind: r.get(5),
+            program: r.get(6),
+            in_reply_to: r.get(7),
+            attempts: r.get(8),
+            opted_out_since: r.get(9),
+        })
+        .collect())
+}
+
+/// Where a leased row goes next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Sent {
+        provider_id: Option<String>,
+    },
+    /// Back to the queue after `after` — or `dead` once `attempts` reached
+    /// `max_attempts`.
+    Retry {
+        after: Duration,
+        max_attempts: i32,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    Cancelled {
+        why: String,
+    },
+}
+
+/// Records the result for a row this owner still leases; `false` if the
+/// lease was lost (another dispatcher has the row now).
+pub async fn finish(
+    client: &impl GenericClient,
+    id: &str,
+    owner: &str,
+    next: &Next,
+) -> Result<bool, DbError> {
+    const LEASED: &str = "WHERE id = $1::text::uuid AND status = 'sending' AND lease_owner = $2";
+    const CLEAR: &str = "lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
+    let n = match next {
+        Next::Sent { provider_id } => {
+            let sql = format!(
+                "UPDATE outbox SET status = 'sent', sent_at = now(), provider_message_id = $3,
+                        last_error = NULL, {CLEAR} {LEASED}"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            client.execute(&stmt, &[&id, &owner, provider_id]).await?
+        }
+        Next::Retry {
+            after,
+            max_attempts,
+            error,
+        } => {
+            let sql = format!(
+                "UPDATE outbox SET status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'queued' END::outbox_status,
+                        next_attempt_at = now() + make_interval(secs => $3), last_error = $5, {CLEAR} {LEASED}"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            client
+                .execute(
+                    &stmt,
+                    &[&id, &owner, &after.as_secs_f64(), max_attempts, error],
+                )
+                .await?
+        }
+        Next::Failed { error } => {
+            let sql =
+                format!("UPDATE outbox SET status = 'failed', last_error = $3, {CLEAR} {LEASED}");
+            let stmt = client.prepare_cached(&sql).await?;
+            client.execute(&stmt, &[&id, &owner, error]).await?
+        }
+        Next::Cancelled { why } => {
+            let sql = format!(
+                "UPDATE outbox SET status = 'cancelled', last_error = $3, {CLEAR} {LEASED}"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            client.execute(&stmt, &[&id, &owner, why]).await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// The provider says the number opted out with it: ledger events with
+/// cause `provider`, and queued replies to it cancelled.
+pub async fn provider_opt_out(
+    client: &impl GenericClient,
+    msisdn: &str,
+    program: Option<&str>,
+    provider: &str,
+    reason: &str,
+) -> Result<i32, DbError> {
+    let stmt = client
+        .prepare_cached("SELECT keyward_provider_opt_out($1, $2, $3, $4)")
+        .await?;
+    let row = client
+        .query_one(&stmt, &[&msisdn, &program, &provider, &reason])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Replies by status, for `/metrics`.
+pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
+    let stmt = client
+        .prepare_cached("SELECT status::text, count(*) FROM outbox GROUP BY status")
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}

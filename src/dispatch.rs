@@ -1,0 +1,258 @@
+//! The reply dispatcher: takes due replies from the outbox and sends them
+//! through their sender, outside any transaction.
+//!
+//! Each worker claims a batch (a lease, committed at once), calls the
+//! providers concurrently, and records each result under its lease.
+//! Transient errors (timeouts, connection errors, 5xx, 429) are retried
+//! with exponential backoff and jitter until `max_attempts`, then the reply
+//! is `dead`; other 4xx are `failed` with the provider's reason. A reply
+//! whose number opted out after it was queued is `cancelled` (opt-out
+//! confirmations excepted). A dispatcher that dies leaves its leases to
+//! expire; another takes the replies again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::config::{DispatchSettings, Settings};
+use crate::db::outbox::{self, Claimed, Next};
+use crate::db::DbError;
+use crate::gateways::{HttpAnswer, OutboundSms, SendOutcome, Senders};
+use crate::metrics::Metrics;
+
+pub struct Dispatcher {
+    pool: Pool,
+    senders: Senders,
+    http: reqwest::Client,
+    settings: DispatchSettings,
+    owner: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    pub fn new(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> Self {
+        let d = settings.dispatch.clone();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(d.http_timeout_secs))
+            .connect_timeout(Duration::from_secs(d.http_timeout_secs.min(5)))
+            .build()
+            .unwrap_or_default();
+        let owner = format!(
+            "{}-{}-{:08x}",
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "keyward".into()),
+            std::process::id(),
+            rand::rng().random::<u32>()
+        );
+        Self {
+            pool,
+            senders: Senders::from_settings(settings),
+            http,
+            settings: d,
+            owner,
+            metrics,
+        }
+    }
+
+    /// Runs `workers` loops until `shutdown` turns true; in-flight sends
+    /// finish first.
+    pub async fn run(self: Arc<Self>, workers: usize, shutdown: watch::Receiver<bool>) {
+        tracing::info!(workers, owner = %self.owner, "reply dispatcher started");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            tasks.spawn(self.clone().work(shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("reply dispatcher stopped");
+    }
+
+    async fn work(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(self.settings.poll_interval_ms);
+        while !*shutdown.borrow() {
+            let sent = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dispatcher cannot reach the database");
+                    0
+                }
+            };
+            if sent == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Claims one batch and sends it; returns how many replies it handled.
+    pub async fn run_once(self: &Arc<Self>) -> Result<usize, DbError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        let batch = outbox::claim(
+            &client,
+            &self.owner,
+            i64::from(self.settings.batch_size),
+            lease,
+        )
+        .await?;
+        drop(client);
+        let n = batch.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for row in batch {
+            let this = self.clone();
+            sends.spawn(async move { this.deliver(row).await });
+        }
+        while let Some(done) = sends.join_next().await {
+            if let Ok(Err(e)) = done {
+                // The lease expires and the reply is taken again.
+                tracing::warn!(error = %e, "could not record a send result");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, row: Claimed) -> Result<(), DbError> {
+        let (result, next) = if row.opted_out_since {
+            let why = "the number opted out after this reply was queued".to_owned();
+            ("cancelled", Next::Cancelled { why })
+        } else {
+            match self.send(&row).await {
+                SendOutcome::Sent { provider_id } => ("sent", Next::Sent { provider_id }),
+                SendOutcome::Retry { reason, after } => {
+                    let after = after.unwrap_or_else(|| self.backoff(row.attempts));
+                    let max_attempts =
+                        i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+                    (
+                        "retry",
+                        Next::Retry {
+                            after,
+                            max_attempts,
+                            error: reason,
+                        },
+                    )
+                }
+                SendOutcome::Failed { reason } => ("failed", Next::Failed { error: reason }),
+                SendOutcome::OptedOut { reason } => {
+                    let client = self
+                        .pool
+                        .get()
+                        .await
+                        .map_err(|e| DbError::Pool(e.to_string()))?;
+                    let program = row.program.as_deref();
+                    outbox::provider_opt_out(&client, &row.msisdn, program, &row.sender, &reason)
+                        .await?;
+                    tracing::info!(
+                        msisdn = %crate::telemetry::Masked(&row.msisdn),
+                        sender = %row.sender,
+                        "the provider says the number opted out; recorded in the ledger"
+                    );
+                    ("opted_out", Next::Failed { error: reason })
+                }
+            }
+        };
+        self.metrics
+            .sends
+            .with_label_values(&[&row.sender, result])
+            .inc();
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        if !outbox::finish(&client, &row.id, &self.owner, &next).await? {
+            tracing::warn!(id = %row.id, "lease lost before the result was recorded");
+        }
+        Ok(())
+    }
+
+    /// One call to the provider, classified.
+    async fn send(&self, row: &Claimed) -> SendOutcome {
+        let Some(sender) = self.senders.get(&row.sender) else {
+            return SendOutcome::Failed {
+                reason: format!("sender `{}` is not configured", row.sender),
+            };
+        };
+        let sms = OutboundSms {
+            id: &row.id,
+            from: &row.shortcode,
+            to: &row.msisdn,
+            text: &row.text,
+            in_reply_to: row.in_reply_to.as_deref(),
+        };
+        let Some(call) = sender.request(&sms, Utc::now()) else {
+            tracing::info!(to = %crate::telemetry::Masked(&row.msisdn), kind = %row.kind, text = %row.text,
+                "reply (log sender)");
+            return SendOutcome::Sent { provider_id: None };
+        };
+        let mut request = self.http.request(
+            call.method
+                .as_str()
+                .parse()
+                .unwrap_or(reqwest::Method::POST),
+            &call.url,
+        );
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        let started = Instant::now();
+        let response = request.body(call.body).send().await;
+        self.metrics
+            .send_latency
+            .with_label_values(&[sender.name()])
+            .observe(started.elapsed().as_secs_f64());
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection error"
+                };
+                return SendOutcome::Retry {
+                    reason: format!("{kind}: {e}"),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return SendOutcome::Retry {
+                    reason: format!("reading the answer: {e}"),
+                    after: None,
+                }
+            }
+        };
+        sender.outcome(&HttpAnswer {
+            status,
+            retry_after,
+            body: &body,
+        })
+    }
+
+    /// Exponential backoff with full jitter: a random time between half and
+    /// all of base·2^(attempts-1), capped.
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = self.settings.backoff_base_secs * 2f64.powi(attempts.clamp(1, 30) - 1);
+        let capped = exp.min(self.settings.backoff_max_secs);
+        Duration::from_secs_f64(capped * rand::rng().random_range(0.5..=1.0))
+    }
+}

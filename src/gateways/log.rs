@@ -1,0 +1,18 @@
+//! `log`: the sender that only writes replies to the log (the built-in
+//! default, and useful while setting up).
+
+use chrono::{DateTime, Utc};
+
+use super::{HttpCall, OutboundSms, Sender};
+
+pub struct LogSender;
+
+impl Sender for LogSender {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn request(&self, _sms: &OutboundSms<'_>, _now: DateTime<Utc>) -> Option<HttpCall> {
+        None
+    }
+}

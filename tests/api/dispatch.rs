@@ -1,0 +1,525 @@
+//! The reply dispatcher against local stand-ins of the providers' APIs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward::config::{self, Secret, Secrets, Settings};
+use keyward::dispatch::Dispatcher;
+use keyward::metrics::Metrics;
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{fresh_database, spawn_app_on, TestApp, GENERIC_SECRET};
+
+const NUMBER: &str = "+6281234567890";
+
+/// Settings whose short code replies through `sender`, with every sender
+/// pointed at `server`.
+fn settings_for(sender: &str, server: &MockServer) -> Settings {
+    let base = server.uri();
+    let mut s = crate::support::signed_generic_settings();
+    s.service.public_url = Some("https://sms.example.com".into());
+    s.shortcodes[0].reply_via = sender.into();
+    let g = &mut s.gateways;
+    g.generic.as_mut().unwrap().reply_url = Some(format!("{base}/sms"));
+    g.twilio = Some(config::TwilioSettings {
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        auth_token: Secrets::One(Secret::new("twilio-token-0123456789")),
+        api_base: base.clone(),
+    });
+    g.vonage = Some(config::VonageSettings {
+        api_key: "vkey".into(),
+        api_secret: Some(Secret::new("vsecret")),
+        signature_secret: Secrets::One(Secret::new("vonage-secret-0123456789")),
+        signature_method: config::VonageSignatureMethod::Md5hash,
+        api_base: base.clone(),
+    });
+    g.kannel = Some(config::KannelSettings {
+        secret: Secrets::One(Secret::new("shared-secret-0123456789")),
+        sendsms_url: Some(format!("{base}/cgi-bin/sendsms")),
+        username: Some("kuser".into()),
+        password: Some(Secret::new("kpass")),
+    });
+    g.jasmin = Some(config::JasminSettings {
+        secret: Secrets::One(Secret::new("shared-secret-0123456789")),
+        api_base: base.clone(),
+        username: Some("juser".into()),
+        password: Some(Secret::new("jpass")),
+    });
+    g.telnyx = Some(config::TelnyxSettings {
+        api_key: Some(Secret::new("KEYtelnyx")),
+        public_key: "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=".into(),
+        api_base: base.clone(),
+    });
+    g.plivo = Some(config::PlivoSettings {
+        auth_id: "MAPLIVO".into(),
+        auth_token: Secrets::One(Secret::new("plivo-token-0123456789")),
+        api_base: base.clone(),
+    });
+    g.infobip = Some(config::InfobipSettings {
+        secret: Secrets::One(Secret::new("shared-secret-0123456789")),
+        api_key: Some(Secret::new("ibkey")),
+        api_base: base,
+    });
+    s.dispatch.http_timeout_secs = 1;
+    s.dispatch.lease_secs = 30;
+    s.dispatch.backoff_base_secs = 60.0;
+    s.validate().expect("valid");
+    s
+}
+
+struct Rig {
+    app: TestApp,
+    server: MockServer,
+    settings: Settings,
+}
+
+impl Rig {
+    async fn new(sender: &str) -> Self {
+        let server = MockServer::start().await;
+        let settings = settings_for(sender, &server);
+        let app = spawn_app_on(fresh_database().await, settings.clone()).await;
+        Self {
+            app,
+            server,
+            settings,
+        }
+    }
+
+    fn dispatcher(&self) -> Arc<Dispatcher> {
+        let pool = keyward::db::pool(self.app.db.clone(), 4).unwrap();
+        Arc::new(Dispatcher::new(
+            &self.settings,
+            pool,
+            Arc::new(Metrics::new()),
+        ))
+    }
+
+    /// Runs one dispatcher until nothing is due.
+    async fn dispatch(&self) -> usize {
+        let d = self.dispatcher();
+        let mut total = 0;
+        loop {
+            let n = d.run_once().await.expect("dispatch");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    async fn outbox(&self) -> Vec<(String, String, i32, Option<String>, Option<String>)> {
+        self.app
+            .db()
+            .await
+            .query(
+                "SELECT kind::text, status::text, attempts, last_error, provider_message_id
+                   FROM outbox ORDER BY created_at, id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect()
+    }
+
+    async fn make_due(&self) {
+        self.app
+            .db()
+            .await
+            .execute(
+                "UPDATE outbox SET next_attempt_at = now() WHERE status = 'queued'",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_generic_sender_posts_signed_json_with_an_idempotency_key() {
+    let rig = Rig::new("generic").await;
+    Mock::given(method("POST"))
+        .and(path("/sms"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+
+    let requests = rig.server.received_requests().await.unwrap();
+    let req = &requests[0];
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(req.headers["idempotency-key"].to_str().unwrap(), id);
+    assert_eq!(body["from"], "3344");
+    assert_eq!(body["to"], NUMBER);
+    assert!(body["text"].as_str().unwrap().contains("UNSUBSCRIBE"));
+    assert!(body["in_reply_to"].as_str().unwrap().starts_with("gw-"));
+    let ts: i64 = req.headers["x-keyward-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = keyward::gateways::generic::sign(&Secret::new(GENERIC_SECRET), ts, &req.body);
+    assert_eq!(
+        req.headers["x-keyward-signature"].to_str().unwrap(),
+        expected
+    );
+    assert_eq!(rig.outbox().await[0].1, "sent");
+}
+
+#[tokio::test]
+async fn the_twilio_sender_matches_the_messages_api() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+        ))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"sid": "SMabc", "status": "queued"})),
+        )
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "СТОП").await;
+    rig.dispatch().await;
+    let req = &rig.server.received_requests().await.unwrap()[0];
+    let auth = req.headers["authorization"].to_str().unwrap();
+    assert_eq!(
+        auth,
+        keyward::gateways::basic_auth(
+            "AC0123456789abcdef0123456789abcdef",
+            "twilio-token-0123456789"
+        )
+    );
+    let form: Vec<(String, String)> = form_urlencoded::parse(&req.body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("To"), Some(NUMBER));
+    assert_eq!(get("From"), Some("3344"));
+    assert!(
+        get("Body").unwrap().contains("СТАРТ"),
+        "Cyrillic goes as UTF-8 form data"
+    );
+    assert_eq!(
+        get("StatusCallback"),
+        Some("https://sms.example.com/webhooks/twilio/status")
+    );
+    let outbox = rig.outbox().await;
+    assert_eq!(
+        (outbox[0].1.as_str(), outbox[0].4.as_deref()),
+        ("sent", Some("SMabc"))
+    );
+}
+
+#[tokio::test]
+async fn cyrillic_replies_go_as_unicode_through_vonage_kannel_and_jasmin() {
+    for (sender, route, check) in [
+        ("vonage", "/sms/json", "type=unicode"),
+        ("kannel", "/cgi-bin/sendsms", "coding=2"),
+        ("jasmin", "/send", "coding=8"),
+    ] {
+        let rig = Rig::new(sender).await;
+        let answer = match sender {
+            "vonage" => ResponseTemplate::new(200).set_body_json(
+                json!({"message-count": "1", "messages": [{"status": "0", "message-id": "v1"}]}),
+            ),
+            "kannel" => ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"),
+            _ => ResponseTemplate::new(200).set_body_string("Success \"j-77\""),
+        };
+        Mock::given(path(route))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&rig.server)
+            .await;
+        rig.app.text(NUMBER, "СТОП").await;
+        rig.dispatch().await;
+        let req = &rig.server.received_requests().await.unwrap()[0];
+        let sent = format!(
+            "{}&{}",
+            req.url.query().unwrap_or(""),
+            String::from_utf8_lossy(&req.body)
+        );
+        assert!(sent.contains(check), "{sender}: {sent}");
+        let outbox = rig.outbox().await;
+        assert_eq!(outbox[0].1, "sent", "{sender}: {outbox:?}");
+        if sender == "jasmin" {
+            assert_eq!(outbox[0].4.as_deref(), Some("j-77"));
+            let form: Vec<(String, String)> =
+                form_urlencoded::parse(&req.body).into_owned().collect();
+            let hex_content = &form.iter().find(|(k, _)| k == "hex-content").unwrap().1;
+            let units: Vec<u16> = hex::decode(hex_content)
+                .unwrap()
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            assert!(String::from_utf16(&units).unwrap().contains("СТАРТ"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn telnyx_plivo_and_infobip_requests_carry_their_auth() {
+    for (sender, route, auth_prefix, answer) in [
+        (
+            "telnyx",
+            "/v2/messages",
+            "Bearer KEYtelnyx",
+            json!({"data": {"id": "t-1"}}),
+        ),
+        (
+            "plivo",
+            "/v1/Account/MAPLIVO/Message/",
+            "Basic ",
+            json!({"message_uuid": ["p-1"]}),
+        ),
+        (
+            "infobip",
+            "/sms/2/text/advanced",
+            "App ibkey",
+            json!({"messages": [{"messageId": "i-1"}]}),
+        ),
+    ] {
+        let rig = Rig::new(sender).await;
+        Mock::given(method("POST"))
+            .and(path(route))
+            .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+            .expect(1)
+            .mount(&rig.server)
+            .await;
+        rig.app.text(NUMBER, "MAU").await;
+        rig.dispatch().await;
+        let req = &rig.server.received_requests().await.unwrap()[0];
+        assert!(
+            req.headers["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with(auth_prefix),
+            "{sender}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert!(
+            body.to_string().contains("6281234567890"),
+            "{sender}: {body}"
+        );
+        assert!(
+            rig.outbox().await[0].4.as_deref().unwrap().ends_with("-1"),
+            "{sender}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_with_backoff_and_then_dead() {
+    let mut rig = Rig::new("generic").await;
+    rig.settings.dispatch.max_attempts = 3;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("upstream down"))
+        .up_to_n_times(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))
+        .up_to_n_times(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+
+    rig.dispatch().await;
+    let row = &rig.outbox().await[0];
+    assert_eq!((row.1.as_str(), row.2), ("queued", 1));
+    assert!(row.3.as_deref().unwrap().contains("500"), "{row:?}");
+    let wait: f64 = rig
+        .app
+        .db()
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM outbox",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (25.0..=61.0).contains(&wait),
+        "backoff of base 60 s with jitter: {wait}"
+    );
+    assert_eq!(rig.dispatch().await, 0, "not due yet");
+
+    rig.make_due().await;
+    rig.dispatch().await;
+    let wait: f64 = rig
+        .app
+        .db()
+        .await
+        .query_one(
+            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM outbox",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (110.0..=121.0).contains(&wait),
+        "Retry-After is honoured: {wait}"
+    );
+
+    rig.make_due().await;
+    rig.dispatch().await; // times out after 1 s: the third and last attempt
+    let row = &rig.outbox().await[0];
+    assert_eq!((row.1.as_str(), row.2), ("dead", 3), "{row:?}");
+    assert!(row.3.as_deref().unwrap().contains("timeout"), "{row:?}");
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_not_retried() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("invalid destination"))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    rig.dispatch().await;
+    rig.make_due().await;
+    assert_eq!(rig.dispatch().await, 0);
+    let row = &rig.outbox().await[0];
+    assert_eq!(row.1, "failed");
+    assert!(row.3.as_deref().unwrap().contains("invalid destination"));
+}
+
+#[tokio::test]
+async fn a_provider_opt_out_enters_the_ledger_and_stops_further_replies() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(path(
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+    ))
+    .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+        "code": 21610, "message": "Attempt to send to unsubscribed recipient",
+        "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400
+    })))
+    .expect(1)
+    .mount(&rig.server)
+    .await;
+    rig.app.text(NUMBER, "MAU").await;
+    rig.dispatch().await;
+    let db = rig.app.db().await;
+    let row = db
+        .query_one(
+            "SELECT s.state::text, e.cause::text, e.actor FROM subscriptions s
+               JOIN subscription_events e ON e.id = s.event_id WHERE s.msisdn = $1",
+            &[&NUMBER],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "unsubscribed");
+    assert_eq!(row.get::<_, String>(1), "provider");
+    assert_eq!(row.get::<_, String>(2), "twilio");
+    assert_eq!(rig.outbox().await[0].1, "failed");
+    // Nothing more is sent: a new opt-in must come from the subscriber.
+    let body = rig.app.text(NUMBER, "hello").await;
+    assert_eq!(body["state"], "unsubscribed");
+}
+
+#[tokio::test]
+async fn a_number_that_opts_out_before_the_send_gets_no_welcome_but_its_goodbye() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    rig.app.text(NUMBER, "STOP").await;
+    rig.dispatch().await;
+    let rows = rig.outbox().await;
+    assert_eq!(rows[0].0, "welcome");
+    assert_eq!(rows[0].1, "cancelled");
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str()),
+        ("goodbye", "sent")
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_dispatchers_lease_expires_and_the_reply_is_sent_once() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    // A dispatcher claims the reply and dies before sending it.
+    let client = keyward::db::pool(rig.app.db.clone(), 1)
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let claimed = keyward::db::outbox::claim(&client, "crashed", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(rig.dispatch().await, 0, "leased: nobody else takes it");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(rig.dispatch().await, 1);
+    let row = &rig.outbox().await[0];
+    assert_eq!((row.1.as_str(), row.2), ("sent", 2));
+    // The crashed one cannot record a result any more.
+    let late = keyward::db::outbox::finish(
+        &client,
+        &claimed[0].id,
+        "crashed",
+        &keyward::db::outbox::Next::Failed {
+            error: "late".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!late);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_dispatchers_on_one_outbox_send_each_reply_once() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&rig.server)
+        .await;
+    for i in 0..60 {
+        rig.app.text(&format!("+62812345{i:05}"), "MAU").await;
+    }
+    let (a, b) = (rig.dispatcher(), rig.dispatcher());
+    let run = |d: Arc<Dispatcher>| async move {
+        let mut n = 0;
+        loop {
+            match d.run_once().await.unwrap() {
+                0 => return n,
+                k => n += k,
+            }
+        }
+    };
+    let (na, nb) = tokio::join!(run(a), run(b));
+    assert_eq!(na + nb, 60);
+    let requests = rig.server.received_requests().await.unwrap();
+    let mut ids: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((requests.len(), ids.len()), (60, 60));
+}

@@ -54,6 +54,10 @@ impl Application {
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(health::metrics))
                 .route("/webhooks/{gateway}", web::route().to(webhooks::receive))
+                .route(
+                    "/webhooks/{gateway}/status",
+                    web::route().to(webhooks::status),
+                )
                 .default_service(web::to(error::not_found))
         })
         .listen(listener)?

@@ -184,3 +184,57 @@ pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, Db
         .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
+
+/// Which reply a receipt is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptKey {
+    /// The provider's own message id (stored when the send was accepted).
+    Provider(String),
+    /// keyward's outbox id, where the callback URL carries it (Kannel).
+    Outbox(String),
+}
+
+/// Applies a delivery receipt; only moves the status forward (a late
+/// `sent` never overwrites `delivered`). Returns whether a reply changed.
+pub async fn apply_receipt(
+    client: &impl GenericClient,
+    sender: &str,
+    key: &ReceiptKey,
+    status: &str,
+    error: Option<&str>,
+) -> Result<bool, DbError> {
+    let (matches, id) = match key {
+        ReceiptKey::Provider(id) => ("provider_message_id = $2", id),
+        ReceiptKey::Outbox(id) => {
+            if uuid_like(id) {
+                ("id = $2::text::uuid", id)
+            } else {
+                return Ok(false);
+            }
+        }
+    };
+    let sql = format!(
+        "UPDATE outbox
+            SET status = $3::text::outbox_status,
+                sent_at = COALESCE(sent_at, now()),
+                delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+                last_error = COALESCE($4, last_error),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+          WHERE sender = $1 AND {matches}
+            AND outbox_rank(status) < outbox_rank($3::text::outbox_status)"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    Ok(client
+        .execute(&stmt, &[&sender, id, &status, &error])
+        .await?
+        > 0)
+}
+
+/// The canonical 8-4-4-4-12 form: safe to cast to uuid.
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

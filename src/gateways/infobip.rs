@@ -77,6 +77,39 @@ impl Gateway for Infobip {
     fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
         json_success(outcomes)
     }
+
+    /// Delivery reports: `{"results": [{"messageId", "status": {"groupName"},
+    /// "error": {"name"}}]}`, authenticated by the shared secret.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        check_shared_secret(req, &self.secrets)?;
+        let body: Value = serde_json::from_slice(req.body)
+            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+        let results = body["results"]
+            .as_array()
+            .ok_or_else(|| WebhookError::BadRequest("missing `results` array".into()))?;
+        Ok(results
+            .iter()
+            .filter_map(|r| {
+                let status = match r["status"]["groupName"].as_str()? {
+                    "DELIVERED" => super::Delivery::Delivered,
+                    "UNDELIVERABLE" | "EXPIRED" => super::Delivery::Undelivered,
+                    "REJECTED" => super::Delivery::Failed,
+                    _ => return None,
+                };
+                Some(super::Receipt {
+                    key: crate::db::outbox::ReceiptKey::Provider(
+                        r["messageId"].as_str()?.to_owned(),
+                    ),
+                    status,
+                    error: r["error"]["name"]
+                        .as_str()
+                        .filter(|n| *n != "NO_ERROR")
+                        .map(str::to_owned),
+                })
+            })
+            .collect())
+    }
 }
 
 /// Infobip's SMS API: `POST /sms/2/text/advanced` with

@@ -89,6 +89,30 @@ impl Gateway for Jasmin {
             .content_type("text/plain")
             .body("ACK/Jasmin")
     }
+
+    /// DLR callbacks (`dlr-url`): form `id` (the message id Jasmin
+    /// answered), `message_status` (DELIVRD, UNDELIV, EXPIRED, REJECTD,
+    /// ESME_ROK…), `err`. Jasmin wants `ACK/Jasmin` here too.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        check_shared_secret(req, &self.secrets)?;
+        let fields = req.form_fields();
+        let id = super::field(&fields, "id")
+            .ok_or_else(|| WebhookError::BadRequest("missing field `id`".into()))?;
+        let status = match super::field(&fields, "message_status").unwrap_or("") {
+            "DELIVRD" => super::Delivery::Delivered,
+            "UNDELIV" | "EXPIRED" | "DELETED" => super::Delivery::Undelivered,
+            "REJECTD" => super::Delivery::Failed,
+            "ESME_ROK" | "ACCEPTD" | "ENROUTE" => super::Delivery::Sent,
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            status,
+            error: super::field(&fields, "err")
+                .filter(|e| *e != "000")
+                .map(|e| format!("jasmin err {e}")),
+        }])
+    }
 }
 
 /// Jasmin's HTTP API: `POST /send` (form `username`, `password`, `to`,

@@ -120,6 +120,28 @@ impl Gateway for Kannel {
     fn success(&self, _outcomes: &[Outcome]) -> HttpResponse {
         HttpResponse::Ok().content_type("text/plain").finish()
     }
+
+    /// `dlr-url` callbacks, as the kannel sender asks for them:
+    /// `?token=…&id=<outbox id>&type=%d`; type 1 delivered, 2 failed on
+    /// the handset, 8 accepted by the SMSC, 16 rejected by it.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        check_shared_secret(req, &self.secrets)?;
+        let fields = req.form_fields();
+        let id = super::field(&fields, "id")
+            .ok_or_else(|| WebhookError::BadRequest("missing field `id`".into()))?;
+        let status = match super::field(&fields, "type").unwrap_or("") {
+            "1" => super::Delivery::Delivered,
+            "2" => super::Delivery::Undelivered,
+            "8" => super::Delivery::Sent,
+            "16" => super::Delivery::Failed,
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Outbox(id.to_owned()),
+            status,
+            error: None,
+        }])
+    }
 }
 
 /// Kannel's smsbox `sendsms`: GET with `username`, `password`, `from`,

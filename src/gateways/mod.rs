@@ -144,6 +144,8 @@ pub enum WebhookError {
     Forbidden(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<WebhookError> for ApiError {
@@ -153,6 +155,7 @@ impl From<WebhookError> for ApiError {
             WebhookError::Unauthorized(m) => ApiError::Unauthorized(m),
             WebhookError::Forbidden(m) => ApiError::Forbidden(m),
             WebhookError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            WebhookError::NotFound(m) => ApiError::NotFound(m),
         }
     }
 }
@@ -164,6 +167,44 @@ pub trait Gateway: Send + Sync {
     fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError>;
     /// The body this gateway expects when all went well.
     fn success(&self, outcomes: &[Outcome]) -> HttpResponse;
+    /// Authenticates a delivery-report callback and reads its receipts.
+    fn receipts(&self, _req: &WebhookRequest<'_>) -> Result<Vec<Receipt>, WebhookError> {
+        Err(WebhookError::NotFound(format!(
+            "{} sends no delivery reports here",
+            self.name()
+        )))
+    }
+}
+
+/// Where a delivery report says a reply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted by the network (not yet on the handset).
+    Sent,
+    Delivered,
+    Undelivered,
+    /// Refused by the provider or network.
+    Failed,
+}
+
+impl Delivery {
+    /// The `outbox_status` it moves a reply to.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Sent => "sent",
+            Delivery::Delivered => "delivered",
+            Delivery::Undelivered => "undelivered",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// One delivery report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub key: crate::db::outbox::ReceiptKey,
+    pub status: Delivery,
+    pub error: Option<String>,
 }
 
 /// The configured gateways, by name.

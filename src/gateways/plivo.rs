@@ -126,6 +126,26 @@ impl Gateway for Plivo {
     fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
         json_success(outcomes)
     }
+
+    /// Message status callbacks: `MessageUUID`, `Status`, `ErrorCode`.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        req.require_content_type(&["application/x-www-form-urlencoded"])?;
+        let fields = req.form_fields();
+        self.verify(req, &fields)?;
+        let id = required(&fields, "MessageUUID").map_err(WebhookError::BadRequest)?;
+        let status = match super::field(&fields, "Status").unwrap_or("") {
+            "sent" => super::Delivery::Sent,
+            "delivered" => super::Delivery::Delivered,
+            "undelivered" => super::Delivery::Undelivered,
+            "failed" | "rejected" => super::Delivery::Failed,
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            status,
+            error: super::field(&fields, "ErrorCode").map(|c| format!("plivo error {c}")),
+        }])
+    }
 }
 
 /// Plivo's Message API: `POST /v1/Account/{auth_id}/Message/` (JSON `src`,

@@ -103,6 +103,33 @@ impl Gateway for Telnyx {
     fn success(&self, outcomes: &[Outcome]) -> HttpResponse {
         json_success(outcomes)
     }
+
+    /// `message.sent` / `message.finalized` events: `payload.id` and the
+    /// recipient's `status` (sent, delivered, sending_failed,
+    /// delivery_failed, delivery_unconfirmed).
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        self.verify(req)?;
+        let event: Value = serde_json::from_slice(req.body)
+            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+        let payload = &event["data"]["payload"];
+        let Some(id) = payload["id"].as_str() else {
+            return Err(WebhookError::BadRequest("missing data.payload.id".into()));
+        };
+        let status = match payload["to"][0]["status"].as_str().unwrap_or("") {
+            "sent" => super::Delivery::Sent,
+            "delivered" => super::Delivery::Delivered,
+            "delivery_failed" | "delivery_unconfirmed" => super::Delivery::Undelivered,
+            "sending_failed" => super::Delivery::Failed,
+            _ => return Ok(vec![]),
+        };
+        let error = payload["errors"][0]["title"].as_str().map(str::to_owned);
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            status,
+            error,
+        }])
+    }
 }
 
 /// Telnyx's Messaging API: `POST /v2/messages` (JSON `from`, `to`, `text`,

@@ -190,6 +190,28 @@ impl Gateway for Twilio {
             .content_type("text/xml; charset=utf-8")
             .body(r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#)
     }
+
+    /// Status callbacks (`StatusCallback`): `MessageSid`, `MessageStatus`,
+    /// `ErrorCode`, signed like inbound webhooks.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        req.require_content_type(&["application/x-www-form-urlencoded"])?;
+        let fields = req.form_fields();
+        self.verify(req, &fields)?;
+        let id = field(&fields, "MessageSid")
+            .ok_or_else(|| WebhookError::BadRequest("missing field `MessageSid`".into()))?;
+        let status = match field(&fields, "MessageStatus").unwrap_or("") {
+            "sent" => super::Delivery::Sent,
+            "delivered" | "read" => super::Delivery::Delivered,
+            "undelivered" => super::Delivery::Undelivered,
+            "failed" => super::Delivery::Failed,
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            status,
+            error: field(&fields, "ErrorCode").map(|c| format!("twilio error {c}")),
+        }])
+    }
 }
 
 /// Twilio's Messages API: `POST /2010-04-01/Accounts/{sid}/Messages.json`,

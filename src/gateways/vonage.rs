@@ -116,6 +116,36 @@ impl Gateway for Vonage {
     fn success(&self, _outcomes: &[Outcome]) -> HttpResponse {
         HttpResponse::Ok().finish()
     }
+
+    /// Delivery receipts: `messageId`, `status` (delivered, expired,
+    /// failed, rejected, accepted, buffered…), `err-code`; signed like
+    /// inbound messages.
+    fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
+        let params = if req.method == actix_web::http::Method::GET {
+            req.form_fields()
+        } else if req.content_type() == "application/json" {
+            super::json_fields(req.body)?
+        } else {
+            req.form_fields()
+        };
+        self.verify(req, &params)?;
+        let id = field(&params, "messageId")
+            .ok_or_else(|| WebhookError::BadRequest("missing field `messageId`".into()))?;
+        let status = match field(&params, "status").unwrap_or("") {
+            "delivered" => super::Delivery::Delivered,
+            "expired" => super::Delivery::Undelivered,
+            "failed" | "rejected" => super::Delivery::Failed,
+            "accepted" => super::Delivery::Sent,
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![super::Receipt {
+            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            status,
+            error: field(&params, "err-code")
+                .filter(|c| *c != "0")
+                .map(|c| format!("vonage err-code {c}")),
+        }])
+    }
 }
 
 fn read(params: &[(String, String)]) -> Result<Item, String> {

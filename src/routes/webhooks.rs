@@ -5,20 +5,22 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 
 use crate::error::ApiError;
-use crate::gateways::{Gateways, Item, WebhookRequest};
+use std::sync::Arc;
+
+use crate::gateways::{Gateway, Gateways, Item, WebhookRequest};
 use crate::inbound::{Inbound, InboundError};
 use crate::startup::MAX_BODY;
 
-pub async fn receive(
-    req: HttpRequest,
-    gateway: web::Path<String>,
+/// The configured gateway named in the path, and the body (at most
+/// `MAX_BODY`).
+async fn read(
+    req: &HttpRequest,
+    name: &str,
     payload: web::Payload,
-    gateways: web::Data<Gateways>,
-    inbound: web::Data<Inbound>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
+    gateways: &Gateways,
+) -> Result<(Arc<dyn Gateway>, web::Bytes), ApiError> {
     let gateway = gateways
-        .get(&gateway)
+        .get(name)
         .ok_or_else(|| ApiError::NotFound("gateway not configured".into()))?
         .clone();
     let declared = req
@@ -34,6 +36,18 @@ pub async fn receive(
         .await
         .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
         .map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
+    Ok((gateway, body))
+}
+
+pub async fn receive(
+    req: HttpRequest,
+    gateway: web::Path<String>,
+    payload: web::Payload,
+    gateways: web::Data<Gateways>,
+    inbound: web::Data<Inbound>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let now = Utc::now();
     let request = WebhookRequest {
         method: req.method(),
@@ -81,4 +95,42 @@ pub async fn receive(
         tracing::warn!(gateway = gateway.name(), %reason, "batch item skipped");
     }
     Ok(gateway.success(&outcomes))
+}
+
+/// `/webhooks/{gateway}/status`: delivery reports for replies sent.
+pub async fn status(
+    req: HttpRequest,
+    gateway: web::Path<String>,
+    payload: web::Payload,
+    gateways: web::Data<Gateways>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
+    let request = WebhookRequest {
+        method: req.method(),
+        path: req.path(),
+        query: req.query_string(),
+        headers: req.headers(),
+        body: &body,
+        now: Utc::now(),
+    };
+    let receipts = gateway.receipts(&request).map_err(|e| {
+        tracing::info!(gateway = gateway.name(), error = %e, "delivery report refused");
+        ApiError::from(e)
+    })?;
+    let client = pool.get().await.map_err(|e| {
+        tracing::error!(error = %e, "delivery report not stored");
+        ApiError::Unavailable
+    })?;
+    for r in &receipts {
+        crate::db::outbox::apply_receipt(
+            &client,
+            gateway.name(),
+            &r.key,
+            r.status.as_str(),
+            r.error.as_deref(),
+        )
+        .await?;
+    }
+    Ok(gateway.success(&[]))
 }

@@ -523,3 +523,85 @@ async fn two_dispatchers_on_one_outbox_send_each_reply_once() {
     ids.dedup();
     assert_eq!((requests.len(), ids.len()), (60, 60));
 }
+
+#[tokio::test]
+async fn delivery_receipts_move_a_reply_forward_only() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(path(
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+    ))
+    .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMr1"})))
+    .mount(&rig.server)
+    .await;
+    rig.app.text(NUMBER, "MAU").await;
+    rig.dispatch().await;
+    let callback = |status: &'static str| {
+        let params = [
+            ("MessageSid", "SMr1"),
+            ("MessageStatus", status),
+            ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ];
+        let sig = crate::gateways::twilio_signature(
+            "https://sms.example.com/webhooks/twilio/status",
+            &params,
+        );
+        rig.app
+            .http
+            .post(rig.app.url("/webhooks/twilio/status"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", sig)
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(params)
+                    .finish(),
+            )
+            .send()
+    };
+    assert_eq!(callback("delivered").await.unwrap().status(), 200);
+    assert_eq!(rig.outbox().await[0].1, "delivered");
+    assert_eq!(callback("sent").await.unwrap().status(), 200);
+    assert_eq!(
+        rig.outbox().await[0].1,
+        "delivered",
+        "a late `sent` changes nothing"
+    );
+    assert_eq!(callback("undelivered").await.unwrap().status(), 200);
+    assert_eq!(rig.outbox().await[0].1, "delivered");
+    let unsigned = rig
+        .app
+        .http
+        .post(rig.app.url("/webhooks/twilio/status"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("MessageSid=SMr1&MessageStatus=failed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+}
+
+#[tokio::test]
+async fn kannel_delivery_reports_find_the_reply_by_its_outbox_id() {
+    let rig = Rig::new("kannel").await;
+    Mock::given(path("/cgi-bin/sendsms"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    rig.dispatch().await;
+    let req = &rig.server.received_requests().await.unwrap()[0];
+    let query: Vec<(String, String)> = req.url.query_pairs().into_owned().collect();
+    let dlr_url = &query.iter().find(|(k, _)| k == "dlr-url").unwrap().1;
+    assert_eq!(query.iter().find(|(k, _)| k == "dlr-mask").unwrap().1, "31");
+    // Kannel fills in %d (1 = delivered) and calls the URL.
+    let dlr = dlr_url
+        .replace("https://sms.example.com", &rig.app.address)
+        .replace("%d", "1")
+        .replace("%T", "1795428000");
+    assert_eq!(rig.app.http.get(&dlr).send().await.unwrap().status(), 200);
+    assert_eq!(rig.outbox().await[0].1, "delivered");
+    let forged = dlr.replace("token=shared-secret-0123456789", "token=nope");
+    assert_eq!(
+        rig.app.http.get(&forged).send().await.unwrap().status(),
+        403
+    );
+}

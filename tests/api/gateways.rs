@@ -91,7 +91,7 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 // --- signatures, as each gateway documents them -------------------------
 
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = owned(params);
     sorted.sort();
     let mut data = url.to_owned();

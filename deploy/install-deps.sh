@@ -10,6 +10,9 @@ have_postgres() {
 
 missing=()
 have_postgres || missing+=(postgresql)
+# Kannel (and fakesmsc from kannel-extras) for the end-to-end test.
+[ -x /usr/sbin/bearerbox ] || missing+=(kannel)
+[ -x /usr/lib/kannel/test/fakesmsc ] || missing+=(kannel-extras)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -22,10 +25,13 @@ echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian's package starts a system cluster we do not use; keyward runs its
-# own private clusters.
+# Debian's packages may start system services we do not use: keyward runs
+# its own private PostgreSQL clusters, and the tests their own Kannel.
 if command -v pg_lsclusters >/dev/null 2>&1; then
     pg_lsclusters -h 2>/dev/null | while read -r version name _; do
         pg_ctlcluster "$version" "$name" stop 2>/dev/null || true
     done
+fi
+if command -v service >/dev/null 2>&1; then
+    service kannel stop >/dev/null 2>&1 || true
 fi

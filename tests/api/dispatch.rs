@@ -605,3 +605,30 @@ async fn kannel_delivery_reports_find_the_reply_by_its_outbox_id() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_an_in_flight_send_finishes_and_is_recorded() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(700)))
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(rig.dispatcher().run(1, stopped));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rig.server.received_requests().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert_eq!(
+        rig.outbox().await[0].1,
+        "sent",
+        "the send in flight was finished and recorded"
+    );
+}

@@ -10,10 +10,8 @@
 use actix_web::HttpResponse;
 
 use super::charset::{self, Coding};
-use super::kannel::raw_pairs;
 use super::{
-    check_shared_secret, fields_json, Gateway, Item, Origin, ReceivedSms, WebhookError,
-    WebhookRequest,
+    check_shared_secret, Gateway, Item, Origin, RawForm, ReceivedSms, WebhookError, WebhookRequest,
 };
 use crate::config::{JasminSettings, Secret};
 use crate::inbound::Outcome;
@@ -37,47 +35,25 @@ impl Gateway for Jasmin {
 
     fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
         check_shared_secret(req, &self.secrets)?;
-        let source = if req.method == actix_web::http::Method::GET {
-            req.query.as_bytes()
-        } else {
+        if req.method != actix_web::http::Method::GET {
             req.require_content_type(&["application/x-www-form-urlencoded"])?;
-            req.body
-        };
-        let pairs = raw_pairs(source);
-        let get = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_slice())
-        };
-        let get_str = |name: &str| get(name).map(|v| String::from_utf8_lossy(v).into_owned());
-        let coding = Coding::from_smpp(&get_str("coding").unwrap_or_default());
-        // `binary` is exact; `content` is what Jasmin made of it.
-        let bytes = get_str("binary")
-            .and_then(|hex_text| hex::decode(hex_text.trim()).ok())
-            .or_else(|| get("content").map(<[u8]>::to_vec));
-        let text = bytes.map(|b| charset::decode(&b, coding));
-        let mut evidence: Vec<(String, String)> = pairs
-            .iter()
-            .filter(|(k, _)| k != "content")
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
-        if let Some(t) = &text {
-            evidence.push(("content".into(), t.clone()));
         }
+        let form = RawForm::of(req);
+        let coding = Coding::from_smpp(&form.text("coding").unwrap_or_default());
+        // `binary` is exact; `content` is what Jasmin made of it.
+        let bytes = form
+            .text("binary")
+            .and_then(|hex_text| hex::decode(hex_text.trim()).ok())
+            .or_else(|| form.bytes("content").map(<[u8]>::to_vec));
+        let text = bytes.map(|b| charset::decode(&b, coding));
         let item = (|| {
-            let need = |name: &str| {
-                get_str(name)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("missing field `{name}`"))
-            };
             Ok::<_, String>(ReceivedSms {
-                id: need("id")?,
-                from: Origin::Any(need("from")?),
-                to: need("to")?,
+                id: form.required("id")?,
+                from: Origin::Any(form.required("from")?),
+                to: form.required("to")?,
                 text: text.clone().ok_or("missing field `content`")?,
                 sent_at: None,
-                raw: fields_json(&evidence),
+                raw: form.evidence("content", text.as_deref()),
                 hint: None,
             })
         })();

@@ -19,8 +19,7 @@ use chrono::{TimeZone, Utc};
 
 use super::charset::{self, Coding};
 use super::{
-    check_shared_secret, fields_json, Gateway, Item, Origin, ReceivedSms, WebhookError,
-    WebhookRequest,
+    check_shared_secret, Gateway, Item, Origin, RawForm, ReceivedSms, WebhookError, WebhookRequest,
 };
 use crate::config::{KannelSettings, Secret};
 use crate::inbound::Outcome;
@@ -37,28 +36,6 @@ impl Kannel {
     }
 }
 
-/// Query or form parameters with their values as raw bytes.
-pub fn raw_pairs(encoded: &[u8]) -> Vec<(String, Vec<u8>)> {
-    encoded
-        .split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = match pair.iter().position(|b| *b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
-            let decode = |s: &[u8]| {
-                let plus_as_space: Vec<u8> = s
-                    .iter()
-                    .map(|b| if *b == b'+' { b' ' } else { *b })
-                    .collect();
-                percent_encoding::percent_decode(&plus_as_space).collect::<Vec<u8>>()
-            };
-            (String::from_utf8_lossy(&decode(k)).into_owned(), decode(v))
-        })
-        .collect()
-}
-
 impl Gateway for Kannel {
     fn name(&self) -> &'static str {
         "kannel"
@@ -66,50 +43,28 @@ impl Gateway for Kannel {
 
     fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
         check_shared_secret(req, &self.secrets)?;
-        let source = if req.method == actix_web::http::Method::GET {
-            req.query.as_bytes()
-        } else {
-            req.body
-        };
-        let pairs = raw_pairs(source);
-        let get = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_slice())
-        };
-        let get_str = |name: &str| get(name).map(|v| String::from_utf8_lossy(v).into_owned());
-        let text_bytes = get("text");
-        let text = text_bytes.map(|bytes| match get_str("charset").filter(|c| !c.is_empty()) {
-            Some(cs) => charset::decode_charset(bytes, &cs),
-            None => match get_str("coding").as_deref() {
-                Some("2") => charset::decode(bytes, Coding::Ucs2),
-                _ => charset::decode(bytes, Coding::Other),
-            },
-        });
-        let mut evidence: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
-        if let Some(t) = &text {
-            evidence.retain(|(k, _)| k != "text");
-            evidence.push(("text".into(), t.clone()));
-        }
+        let form = RawForm::of(req);
+        let text =
+            form.bytes("text").map(
+                |bytes| match form.text("charset").filter(|c| !c.is_empty()) {
+                    Some(cs) => charset::decode_charset(bytes, &cs),
+                    None => match form.text("coding").as_deref() {
+                        Some("2") => charset::decode(bytes, Coding::Ucs2),
+                        _ => charset::decode(bytes, Coding::Other),
+                    },
+                },
+            );
         let item = (|| {
-            let need = |name: &str| {
-                get_str(name)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("missing field `{name}`"))
-            };
             Ok::<_, String>(ReceivedSms {
-                id: need("id")?,
-                from: Origin::Any(need("from")?),
-                to: need("to")?,
+                id: form.required("id")?,
+                from: Origin::Any(form.required("from")?),
+                to: form.required("to")?,
                 text: text.clone().ok_or("missing field `text`")?,
-                sent_at: get_str("time")
+                sent_at: form
+                    .text("time")
                     .and_then(|t| t.trim().parse::<i64>().ok())
                     .and_then(|t| Utc.timestamp_opt(t, 0).single()),
-                raw: fields_json(&evidence),
+                raw: form.evidence("text", text.as_deref()),
                 hint: None,
             })
         })();
@@ -225,11 +180,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn raw_pairs_keep_bytes_that_are_not_utf8() {
-        let pairs = raw_pairs(b"text=%04%21%04%22&from=%2B62812&x");
-        assert_eq!(pairs[0].1, vec![0x04, 0x21, 0x04, 0x22]);
-        assert_eq!(pairs[1], ("from".to_owned(), b"+62812".to_vec()));
-        assert_eq!(pairs[2], ("x".to_owned(), vec![]));
-        assert_eq!(raw_pairs(b"a=b+c")[0].1, b"b c".to_vec());
+    fn raw_forms_keep_bytes_that_are_not_utf8() {
+        let form = RawForm::parse(b"text=%04%21%04%22&from=%2B62812&x");
+        assert_eq!(form.bytes("text"), Some(&[0x04, 0x21, 0x04, 0x22][..]));
+        assert_eq!(form.text("from").as_deref(), Some("+62812"));
+        assert_eq!(form.bytes("x"), Some(&[][..]));
+        assert!(form.required("x").is_err());
+        assert_eq!(RawForm::parse(b"a=b+c").text("a").as_deref(), Some("b c"));
     }
 }

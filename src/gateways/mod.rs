@@ -112,6 +112,79 @@ pub struct ReceivedSms {
     pub hint: Option<KeywordHint>,
 }
 
+/// Form or query parameters with their values as raw bytes, for gateways
+/// that URL-encode the message in its own charset (Kannel, Jasmin).
+pub struct RawForm {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl RawForm {
+    pub fn parse(encoded: &[u8]) -> Self {
+        let decode = |s: &[u8]| {
+            let plus_as_space: Vec<u8> = s
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            percent_encoding::percent_decode(&plus_as_space).collect::<Vec<u8>>()
+        };
+        let pairs = encoded
+            .split(|b| *b == b'&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (k, v) = match pair.iter().position(|b| *b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &b""[..]),
+                };
+                (String::from_utf8_lossy(&decode(k)).into_owned(), decode(v))
+            })
+            .collect();
+        Self { pairs }
+    }
+
+    /// The parameters of a GET's query or a POST's body.
+    pub fn of(req: &WebhookRequest<'_>) -> Self {
+        Self::parse(if req.method == Method::GET {
+            req.query.as_bytes()
+        } else {
+            req.body
+        })
+    }
+
+    pub fn bytes(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.bytes(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// A non-empty parameter, or the reason it is missing.
+    pub fn required(&self, name: &str) -> Result<String, String> {
+        self.text(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("missing field `{name}`"))
+    }
+
+    /// The parameters as evidence, with `field` holding the decoded text
+    /// instead of its raw bytes (and no `token`).
+    pub fn evidence(&self, field: &str, decoded: Option<&str>) -> serde_json::Value {
+        let mut pairs: Vec<(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != field)
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        if let Some(text) = decoded {
+            pairs.push((field.to_owned(), text.to_owned()));
+        }
+        fields_json(&pairs)
+    }
+}
+
 /// One part of a concatenated message (Vonage delivers each part alone).
 #[derive(Debug, Clone)]
 pub struct Part {

@@ -1,7 +1,7 @@
 //! `/webhooks/{gateway}`: every gateway's inbound messages.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use crate::error::ApiError;
@@ -39,6 +39,21 @@ async fn read(
     Ok((gateway, body))
 }
 
+fn webhook_request<'a>(
+    req: &'a HttpRequest,
+    body: &'a [u8],
+    now: DateTime<Utc>,
+) -> WebhookRequest<'a> {
+    WebhookRequest {
+        method: req.method(),
+        path: req.path(),
+        query: req.query_string(),
+        headers: req.headers(),
+        body,
+        now,
+    }
+}
+
 pub async fn receive(
     req: HttpRequest,
     gateway: web::Path<String>,
@@ -49,14 +64,7 @@ pub async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let now = Utc::now();
-    let request = WebhookRequest {
-        method: req.method(),
-        path: req.path(),
-        query: req.query_string(),
-        headers: req.headers(),
-        body: &body,
-        now,
-    };
+    let request = webhook_request(&req, &body, now);
     let items = gateway.receive(&request).map_err(|e| {
         tracing::info!(gateway = gateway.name(), error = %e, "webhook refused");
         ApiError::from(e)
@@ -106,14 +114,7 @@ pub async fn status(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
-    let request = WebhookRequest {
-        method: req.method(),
-        path: req.path(),
-        query: req.query_string(),
-        headers: req.headers(),
-        body: &body,
-        now: Utc::now(),
-    };
+    let request = webhook_request(&req, &body, Utc::now());
     let receipts = gateway.receipts(&request).map_err(|e| {
         tracing::info!(gateway = gateway.name(), error = %e, "delivery report refused");
         ApiError::from(e)

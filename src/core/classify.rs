@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, SetMatches};
 use serde::{Deserialize, Serialize};
 
 use super::keywords::{
@@ -225,6 +225,25 @@ struct Entry {
     langs: Vec<Language>,
 }
 
+/// The keywords that one word leads.
+#[derive(Debug, Clone)]
+struct Led {
+    /// Longest keyword first.
+    entries: Vec<Entry>,
+    /// The classification of a text that is this word alone (`STOP`, `MAU`,
+    /// `YA`: most traffic), computed at start-up by the full rules, which
+    /// depend on nothing but the words of the text. `None` while the
+    /// classifier is being built.
+    alone: Option<Classification>,
+}
+
+#[derive(Debug, Clone)]
+struct TypoTarget {
+    entry: Entry,
+    /// Length of `entry.canonical` in characters.
+    chars: usize,
+}
+
 #[derive(Debug, Clone)]
 struct ProgramName {
     tokens: Vec<String>,
@@ -235,13 +254,16 @@ struct ProgramName {
 /// expression is compiled in [`Classifier::new`], none per message.
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    /// Keywords by their first word, longest keyword first.
-    lead: HashMap<String, Vec<Entry>>,
+    /// Keywords by their first word.
+    lead: HashMap<String, Led>,
     /// Single-word opt-out keywords of 6+ letters, in table order.
-    typo_targets: Vec<Entry>,
+    typo_targets: Vec<TypoTarget>,
     programs: Vec<ProgramName>,
     particles: Vec<Vec<&'static str>>,
     help_particles: Vec<Vec<&'static str>>,
+    /// The phrase patterns, then (at index `PHRASES.len()`) the negation
+    /// pattern: one scan of the text says which phrases match and whether
+    /// any negation does, and most texts contain no negation.
     phrase_set: RegexSet,
     phrases: Vec<Regex>,
     negation: Regex,
@@ -324,18 +346,28 @@ impl Classifier {
                     && e.tokens.len() == 1
                     && e.canonical.chars().count() >= TYPO_MIN_KEYWORD_LEN
             })
-            .cloned()
+            .map(|e| TypoTarget {
+                chars: e.canonical.chars().count(),
+                entry: e.clone(),
+            })
             .collect();
 
-        let mut lead: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut lead: HashMap<String, Led> = HashMap::new();
         for entry in entries {
             if let Some(first) = entry.tokens.first() {
-                lead.entry(first.clone()).or_default().push(entry);
+                lead.entry(first.clone())
+                    .or_insert_with(|| Led {
+                        entries: Vec::new(),
+                        alone: None,
+                    })
+                    .entries
+                    .push(entry);
             }
         }
-        for list in lead.values_mut() {
+        for led in lead.values_mut() {
             // Longest first; opt-out before anything else of the same length.
-            list.sort_by_key(|e| (std::cmp::Reverse(e.tokens.len()), !e.kind.is_opt_out()));
+            led.entries
+                .sort_by_key(|e| (std::cmp::Reverse(e.tokens.len()), !e.kind.is_opt_out()));
         }
 
         let programs = config
@@ -360,16 +392,18 @@ impl Classifier {
         let help_particles = split(&help_list);
 
         let phrase_patterns: Vec<String> = PHRASES.iter().map(|(_, _, p)| wrap(p)).collect();
+        let negation_pattern = wrap(&NEGATIONS.join("|"));
         // The patterns are constants of this crate, covered by tests: a
         // failure here is a programming error, not an input error.
-        let phrase_set = RegexSet::new(&phrase_patterns).expect("built-in phrase patterns compile");
+        let phrase_set = RegexSet::new(phrase_patterns.iter().chain([&negation_pattern]))
+            .expect("built-in phrase patterns compile");
         let phrases = phrase_patterns
             .iter()
             .map(|p| Regex::new(p).expect("built-in phrase pattern compiles"))
             .collect();
-        let negation = Regex::new(&wrap(&NEGATIONS.join("|"))).expect("built-in negations compile");
+        let negation = Regex::new(&negation_pattern).expect("built-in negations compile");
 
-        Classifier {
+        let mut classifier = Classifier {
             lead,
             typo_targets,
             programs,
@@ -378,7 +412,19 @@ impl Classifier {
             phrase_set,
             phrases,
             negation,
+        };
+        // Every `alone` is still `None` here, so these run the full rules.
+        let alone: Vec<(String, Classification)> = classifier
+            .lead
+            .keys()
+            .map(|word| (word.clone(), classifier.classify_normalized(word)))
+            .collect();
+        for (word, c) in alone {
+            if let Some(led) = classifier.lead.get_mut(&word) {
+                led.alone = Some(c);
+            }
         }
+        classifier
     }
 
     /// Normalises and classifies a text. Never panics.
@@ -391,26 +437,50 @@ impl Classifier {
     /// once). Any other string is accepted too and never panics, but may be
     /// classified differently from its normalised form.
     pub fn classify_normalized(&self, normalised: &str) -> Classification {
-        let tokens: Vec<&str> = normalised.split(' ').filter(|t| !t.is_empty()).collect();
+        let tokens = words(normalised);
         if tokens.is_empty() {
             return Classification::unknown(Reason::Empty);
         }
 
+        // Keywords led by the first word, looked up once for steps 2, 3, 7.
+        let led = self.lead.get(tokens[0]);
+        if tokens.len() == 1 {
+            // A bare keyword: the answer was computed in `new`.
+            if let Some(alone) = led.and_then(|l| l.alone.as_ref()) {
+                return alone.clone();
+            }
+        }
+        let led = led.map(|l| l.entries.as_slice());
+
         // 2. leading opt-out keyword
-        if let Some(entry) = self.lead_entry(&tokens, |k| k.is_opt_out()) {
+        if let Some(entry) = led_entry(led, &tokens, |k| k.is_opt_out()) {
             return self.opt_out(entry, &tokens, None);
         }
         // 3. typo of a long opt-out keyword
-        if let Some(entry) = self.typo(tokens[0]) {
-            return self.opt_out(entry, &tokens, Some(Reason::Typo));
+        if led.is_none() {
+            if let Some(entry) = self.typo(tokens[0]) {
+                return self.opt_out(entry, &tokens, Some(Reason::Typo));
+            }
         }
 
         // 4-6. phrases, short messages, negations. Patterns are matched on
-        // " TEXT " so that every pattern starts and ends at a word boundary.
-        let joined = tokens.join(" ");
-        let hay = format!(" {joined} ");
-        let negations = self.negation_spans(&hay);
-        if let Some((id, lang)) = self.phrase(&hay, &negations) {
+        // " TEXT " so that every pattern starts and ends at a word boundary;
+        // built in one allocation, with the tokens joined by single spaces
+        // in the middle.
+        let mut hay = String::with_capacity(normalised.len() + 2);
+        hay.push(' ');
+        for token in &tokens {
+            hay.push_str(token);
+            hay.push(' ');
+        }
+        let joined = &hay[1..hay.len() - 1];
+        let matched = self.phrase_set.matches(&hay);
+        let negations = if matched.matched(PHRASES.len()) {
+            self.negation_spans(&hay)
+        } else {
+            Vec::new()
+        };
+        if let Some((id, lang)) = self.phrase(&hay, &matched, &negations) {
             return Classification {
                 action: Action::OptOut,
                 program: None,
@@ -438,7 +508,7 @@ impl Classifier {
         }
 
         // 7. strict opt-in, confirmation and help
-        if let Some(entry) = self.lead_entry(&tokens, |k| !k.is_opt_out()) {
+        if let Some(entry) = led_entry(led, &tokens, |k| !k.is_opt_out()) {
             let particles = if entry.kind == Kind::Help {
                 &self.help_particles
             } else {
@@ -467,20 +537,27 @@ impl Classifier {
 
     fn lead_entry(&self, tokens: &[&str], want: impl Fn(Kind) -> bool) -> Option<&Entry> {
         let first = tokens.first()?;
-        self.lead.get(*first)?.iter().find(|e| {
-            want(e.kind)
-                && e.tokens.len() <= tokens.len()
-                && e.tokens.iter().zip(tokens).all(|(a, b)| a == b)
-        })
+        led_entry(
+            self.lead.get(*first).map(|l| l.entries.as_slice()),
+            tokens,
+            want,
+        )
     }
 
+    /// A long opt-out keyword one edit away from `first`, a word that leads
+    /// no keyword.
     fn typo(&self, first: &str) -> Option<&Entry> {
-        if self.lead.contains_key(first) || first.chars().count() < TYPO_MIN_KEYWORD_LEN - 1 {
+        let chars = first.chars().count();
+        if chars < TYPO_MIN_KEYWORD_LEN - 1 {
             return None;
         }
         self.typo_targets
             .iter()
-            .find(|e| strsim::osa_distance(first, &e.canonical) == 1)
+            .find(|t| {
+                may_be_one_edit(first, chars, &t.entry.canonical, t.chars)
+                    && strsim::osa_distance(first, &t.entry.canonical) == 1
+            })
+            .map(|t| &t.entry)
     }
 
     /// An opt-out led by `entry`: widened to all programs by `STOPALL` or a
@@ -573,9 +650,15 @@ impl Classifier {
         spans(&self.negation, hay)
     }
 
-    fn phrase(&self, hay: &str, negations: &[(usize, usize)]) -> Option<(&'static str, Language)> {
-        let matched = self.phrase_set.matches(hay);
-        for index in matched.iter() {
+    /// The first phrase of `matched` (the matches of `phrase_set` in `hay`)
+    /// that has a match outside the `negations`.
+    fn phrase(
+        &self,
+        hay: &str,
+        matched: &SetMatches,
+        negations: &[(usize, usize)],
+    ) -> Option<(&'static str, Language)> {
+        for index in matched.iter().filter(|&i| i < PHRASES.len()) {
             let (id, lang, _) = PHRASES.get(index)?;
             let free = negations.is_empty()
                 || spans(self.phrases.get(index)?, hay)
@@ -610,6 +693,67 @@ impl Classifier {
             }
         }
         None
+    }
+}
+
+/// The non-empty words of `text` between single spaces, as
+/// `text.split(' ').filter(|t| !t.is_empty())` but with a byte scan (a space
+/// is one byte and never part of another character), which is much cheaper
+/// on texts of a few words.
+fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::with_capacity(4);
+    let mut start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        if byte == b' ' {
+            if i > start {
+                out.push(&text[start..i]);
+            }
+            start = i + 1;
+        }
+    }
+    if text.len() > start {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// The first of `led` (the keywords led by the first token) that `want`s
+/// its kind and whose words all start `tokens`.
+fn led_entry<'a>(
+    led: Option<&'a [Entry]>,
+    tokens: &[&str],
+    want: impl Fn(Kind) -> bool,
+) -> Option<&'a Entry> {
+    led?.iter().find(|e| {
+        want(e.kind)
+            && e.tokens.len() <= tokens.len()
+            && e.tokens.iter().zip(tokens).all(|(a, b)| a == b)
+    })
+}
+
+/// A cheap necessary condition for `strsim::osa_distance(a, b) == 1`
+/// (`a_chars`, `b_chars`: lengths in characters), so that the quadratic
+/// distance only runs on near misses. One edit changes the length by at most
+/// one character; between words of equal length (substitution,
+/// transposition) it changes at most two positions; between words whose
+/// lengths differ by one (insertion, deletion) the common prefix and suffix
+/// cover the shorter word.
+fn may_be_one_edit(a: &str, a_chars: usize, b: &str, b_chars: usize) -> bool {
+    match a_chars.abs_diff(b_chars) {
+        0 => a
+            .chars()
+            .zip(b.chars())
+            .filter(|(x, y)| x != y)
+            .nth(2)
+            .is_none(),
+        1 => {
+            let prefix = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+            let suffix = (a.chars().rev().zip(b.chars().rev()))
+                .take_while(|(x, y)| x == y)
+                .count();
+            prefix + suffix >= a_chars.min(b_chars)
+        }
+        _ => false,
     }
 }
 
@@ -757,6 +901,45 @@ mod tests {
     fn spans_include_overlapping_matches() {
         let re = Regex::new(&wrap("A B|B C")).expect("test pattern");
         assert_eq!(spans(&re, " A B C "), vec![(1, 4), (3, 6)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_typo_prefilter_never_rejects_one_edit(
+            a in "[ABCSTOП]{0,9}",
+            b in "[ABCSTOП]{0,9}",
+            at in 0usize..10,
+            edit in 0u8..4,
+            c in proptest::char::any(),
+        ) {
+            // `b` unrelated to `a`, then `a` after one edit of each kind.
+            let chars: Vec<char> = a.chars().collect();
+            let i = at.min(chars.len());
+            let mut edited = chars.clone();
+            match edit {
+                0 => edited.insert(i, c),
+                1 if i < chars.len() => { edited.remove(i); }
+                2 if i < chars.len() => edited[i] = c,
+                _ if i + 1 < chars.len() => edited.swap(i, i + 1),
+                _ => {}
+            }
+            let edited: String = edited.into_iter().collect();
+            for other in [b, edited] {
+                let (n, m) = (a.chars().count(), other.chars().count());
+                if strsim::osa_distance(&a, &other) == 1 {
+                    proptest::prop_assert!(may_be_one_edit(&a, n, &other, m), "{a:?} {other:?}");
+                    proptest::prop_assert!(may_be_one_edit(&other, m, &a, n), "{a:?} {other:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn words_are_the_non_empty_pieces_between_spaces(text in "[ aZ\u{0}\u{A0}\u{3000}П🛑]{0,12}") {
+            let expected: Vec<&str> = text.split(' ').filter(|t| !t.is_empty()).collect();
+            proptest::prop_assert_eq!(words(&text), expected);
+        }
     }
 
     #[test]

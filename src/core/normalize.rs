@@ -24,6 +24,11 @@
 //!    using a look-alike table (see [`fold_lookalikes`]).
 //!
 //! The whole is idempotent: `normalize(&normalize(x)) == normalize(x)`.
+//!
+//! Nearly every SMS is ASCII or basic Cyrillic, with some punctuation and
+//! emoji. For such texts the steps reduce to a per-character map and run in
+//! one pass (see `simple_class`); other texts take the general path, which
+//! the tests use as the reference for the fast one.
 
 use std::borrow::Cow;
 
@@ -37,9 +42,10 @@ use super::keywords;
 /// Apostrophes are removed, so `don't`, `don’t` and `dont` all become `DONT`.
 pub fn normalize(text: &str) -> String {
     let mut out = normalize_once(text);
-    if out.is_ascii() {
+    if out.is_ascii() || is_fixed_point(&out) {
         // Upper-case ASCII words separated by single spaces are a fixed
-        // point (e.g. "🛑 stop 🛑" → "STOP"): no second pass needed.
+        // point (e.g. "🛑 stop 🛑" → "STOP"), and so is nearly every other
+        // output (see `is_fixed_point`): no second pass needed.
         return out;
     }
     // Rare Unicode corner cases (a combining mark that composes only with the
@@ -55,7 +61,17 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// One pass of steps 1–4. Texts made only of characters of the fast path's
+/// alphabet (see [`simple_class`]: ASCII, basic Cyrillic, full-width forms,
+/// common punctuation and emoji — nearly every SMS) take a single-pass
+/// per-character path; anything else takes the general path.
 fn normalize_once(text: &str) -> String {
+    normalize_simple(text).unwrap_or_else(|| normalize_once_general(text))
+}
+
+/// One pass of steps 1–4 for any text: the reference the fast path must
+/// agree with.
+fn normalize_once_general(text: &str) -> String {
     let composed = compose(text, text.is_ascii());
     let mut out = String::with_capacity(composed.len());
     let mut word = String::new();
@@ -71,6 +87,131 @@ fn normalize_once(text: &str) -> String {
         push_word(&mut out, &word);
     }
     out
+}
+
+/// What one pass does to a character of the fast path's alphabet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Simple {
+    /// A word character; the payload is what NFKC and upper-casing make of it.
+    Word(char),
+    /// Removed without breaking the word (invisible characters, apostrophes).
+    Delete,
+    /// Ends the current word (whitespace, punctuation, symbols, emoji).
+    Break,
+}
+
+/// Classifies `c` for the fast path, or `None` when `c` needs the general
+/// path.
+///
+/// The alphabet is chosen so that the general path's NFKC, upper-casing and
+/// NFKC again act character by character: no character of it is a combining
+/// mark or the second half of a canonical composition, so nothing composes
+/// across characters, and each character maps on its own to one upper-case
+/// word character or to non-word characters only. Invisible characters and
+/// apostrophes are deleted first by both paths. The tests check every
+/// character of the alphabet against the general path, that no composition
+/// can involve one of them as its second half, and random strings over it.
+fn simple_class(c: char) -> Option<Simple> {
+    let shifted = |by: u32| char::from_u32(u32::from(c) - by).map(Simple::Word);
+    match c {
+        // The commonest separator, before the long tests below.
+        ' ' => Some(Simple::Break),
+        'A'..='Z' | '0'..='9' | '\u{0400}'..='\u{042F}' => Some(Simple::Word(c)),
+        'a'..='z' => Some(Simple::Word(c.to_ascii_uppercase())),
+        // Cyrillic lower case: а–я, then ѐ–џ.
+        '\u{0430}'..='\u{044F}' => shifted(0x20),
+        '\u{0450}'..='\u{045F}' => shifted(0x50),
+        // Full-width digits and letters: NFKC gives the ASCII ones.
+        '\u{FF10}'..='\u{FF19}' | '\u{FF21}'..='\u{FF3A}' => shifted(0xFEE0),
+        '\u{FF41}'..='\u{FF5A}' => shifted(0xFEE0 + 0x20),
+        _ if is_invisible(c) || is_apostrophe(c) => Some(Simple::Delete),
+        _ if c.is_ascii() => Some(Simple::Break),
+        '\u{00A0}'                      // no-break space (NFKC: space)
+        | '\u{2000}'..='\u{200A}'       // spaces (NFKC: space)
+        | '\u{2010}'..='\u{2016}'       // hyphens, dashes
+        | '\u{2018}'..='\u{2027}'       // quotes, bullets, ellipsis
+        | '\u{3000}'                    // ideographic space
+        | '\u{FF01}'..='\u{FF5E}'       // other full-width ASCII: punctuation
+        | '\u{2600}'..='\u{2775}'       // symbols, dingbats (not the numerals)
+        | '\u{2794}'..='\u{27BF}'
+        | '\u{1F300}'..='\u{1F64F}'     // pictographs, emoticons, skin tones
+        | '\u{1F680}'..='\u{1F6FF}'     // transport and map symbols
+        | '\u{1F900}'..='\u{1F9FF}' => Some(Simple::Break),
+        _ => None,
+    }
+}
+
+/// [`normalize_once`] for a text whose characters are all in the fast path's
+/// alphabet, in one pass and one allocation; `None` at the first character
+/// outside it.
+fn normalize_simple(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    // Where the current word starts in `out`; `None` between words.
+    let mut word: Option<usize> = None;
+    let (mut latin, mut cyrillic) = (false, false);
+    for c in text.chars() {
+        match simple_class(c)? {
+            Simple::Word(u) => {
+                if word.is_none() {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    word = Some(out.len());
+                    (latin, cyrillic) = (false, false);
+                }
+                latin |= u.is_ascii_alphabetic();
+                cyrillic |= is_upper_cyrillic(u);
+                out.push(u);
+            }
+            Simple::Delete => {}
+            Simple::Break => {
+                if let Some(start) = word.take() {
+                    fold_last_word(&mut out, start, latin && cyrillic);
+                }
+            }
+        }
+    }
+    if let Some(start) = word {
+        fold_last_word(&mut out, start, latin && cyrillic);
+    }
+    Some(out)
+}
+
+fn is_upper_cyrillic(c: char) -> bool {
+    matches!(c, '\u{0400}'..='\u{042F}')
+}
+
+/// Step 4 for the word at `out[start..]`. Only a word that mixes both
+/// scripts can change, so the others skip [`fold_lookalikes`].
+fn fold_last_word(out: &mut String, start: usize, mixed: bool) {
+    if !mixed {
+        return;
+    }
+    if let Cow::Owned(folded) = fold_lookalikes(&out[start..]) {
+        out.truncate(start);
+        out.push_str(&folded);
+    }
+}
+
+/// Whether a pass over `out`, an output of [`normalize_once`], would return
+/// it unchanged — decided without making the pass. True when every
+/// character is an ASCII upper-case letter, a digit or a basic upper-case
+/// Cyrillic letter (the fast path maps each to itself, and `out` has single
+/// spaces and none at either end) and folding leaves every mixed-script word
+/// as it is.
+fn is_fixed_point(out: &str) -> bool {
+    out.split(' ').all(|word| {
+        let (mut latin, mut cyrillic) = (false, false);
+        for c in word.chars() {
+            match c {
+                'A'..='Z' => latin = true,
+                '0'..='9' => {}
+                c if is_upper_cyrillic(c) => cyrillic = true,
+                _ => return false,
+            }
+        }
+        !(latin && cyrillic) || fold_lookalikes(word) == word
+    })
 }
 
 /// Steps 1 and 2: invisible characters and apostrophes removed, NFKC,
@@ -336,6 +477,125 @@ mod tests {
         #[test]
         fn the_ascii_fast_path_matches_the_unicode_path(text in "[\\x00-\\x7F]{0,40}") {
             proptest::prop_assert_eq!(compose(&text, true), compose(&text, false));
+        }
+    }
+
+    /// The normalisation as it was before the fast paths: general passes
+    /// only, iterated to a fixed point.
+    fn normalize_reference(text: &str) -> String {
+        let mut out = normalize_once_general(text);
+        if out.is_ascii() {
+            return out;
+        }
+        for _ in 0..4 {
+            let next = normalize_once_general(&out);
+            if next == out {
+                break;
+            }
+            out = next;
+        }
+        out
+    }
+
+    fn all_chars() -> impl Iterator<Item = char> {
+        (0..=u32::from(char::MAX)).filter_map(char::from_u32)
+    }
+
+    #[test]
+    fn every_character_of_the_fast_alphabet_agrees_with_the_general_path() {
+        for c in all_chars() {
+            let Some(class) = simple_class(c) else {
+                continue;
+            };
+            let alone = normalize_once_general(&c.to_string());
+            let between = normalize_once_general(&format!("A{c}B"));
+            match class {
+                Simple::Word(u) => {
+                    assert_eq!(alone, u.to_string(), "{c:?}");
+                    assert!(u.is_ascii_alphanumeric() || is_upper_cyrillic(u), "{c:?}");
+                }
+                Simple::Delete => assert_eq!(between, "AB", "{c:?}"),
+                Simple::Break => assert_eq!(between, "A B", "{c:?}"),
+            }
+            if class != Simple::Delete {
+                assert!(!is_combining_mark(c), "{c:?}");
+                assert_eq!(unicode_normalization::char::canonical_combining_class(c), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn no_character_of_the_fast_alphabet_can_compose_with_the_one_before() {
+        // Every character that can be the second half of a canonical
+        // composition appears after the first character of some canonical
+        // decomposition (Hangul jamo compose algorithmically).
+        let mut second_halves = std::collections::HashSet::new();
+        for c in all_chars() {
+            let mut position = 0;
+            unicode_normalization::char::decompose_canonical(c, |d| {
+                if position > 0 {
+                    second_halves.insert(d);
+                }
+                position += 1;
+            });
+        }
+        for c in all_chars() {
+            if matches!(simple_class(c), None | Some(Simple::Delete)) {
+                continue;
+            }
+            assert!(!second_halves.contains(&c), "{c:?}");
+            assert!(!matches!(c, '\u{1100}'..='\u{11FF}'), "{c:?}");
+            // Nor can what NFKC first makes of it (full-width letters, spaces).
+            let first = c.to_string().nfkd().next();
+            assert!(first.is_some_and(|f| !second_halves.contains(&f)), "{c:?}");
+        }
+    }
+
+    /// Pieces of the fast path's alphabet, with the look-alikes that folding
+    /// acts on, and a few characters outside it.
+    const PIECES: &[&str] = &[
+        "a", "C", "o", "P", "t", "x", "S", "n", "1", "А", "с", "О", "р", "П", "д", "ё", "Ї", "й",
+        "ѝ", "Я", "Ｓ", "ｔ", "０", "＇", "｀", "！", " ", "\u{3000}", "\u{00A0}", "\t", "\n",
+        "\u{0B}", "\u{1F}", "\0", "\u{7F}", "'", "`", "’", "‘", "“", "…", "-", "—", ".", "?",
+        "\u{200B}", "\u{200D}", "\u{FEFF}", "\u{FE0F}", "\u{00AD}", "🛑", "🙏", "👍", "🏽", "❤",
+        "é", "\u{0301}", "\u{0306}", "ß", "ﬁ", "Ω",
+    ];
+
+    fn pieces() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_matches_the_general_path_on_ascii(text in "[\\x00-\\x7F]{0,40}") {
+            proptest::prop_assert_eq!(normalize_simple(&text), Some(normalize_once_general(&text)));
+        }
+
+        #[test]
+        fn the_fast_path_matches_the_general_path_when_it_applies(
+            text in proptest::prop_oneof![pieces(), proptest::arbitrary::any::<String>()],
+        ) {
+            if let Some(fast) = normalize_simple(&text) {
+                proptest::prop_assert_eq!(fast, normalize_once_general(&text));
+            }
+        }
+
+        #[test]
+        fn a_fixed_point_is_one(
+            text in proptest::prop_oneof![pieces(), proptest::arbitrary::any::<String>()],
+        ) {
+            let once = normalize_once(&text);
+            if is_fixed_point(&once) {
+                proptest::prop_assert_eq!(normalize_once_general(&once), once);
+            }
+        }
+
+        #[test]
+        fn normalize_matches_the_reference(
+            text in proptest::prop_oneof![pieces(), proptest::arbitrary::any::<String>()],
+        ) {
+            proptest::prop_assert_eq!(normalize(&text), normalize_reference(&text));
         }
     }
 

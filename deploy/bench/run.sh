@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# keyward's inbound webhooks against the ceiling PostgreSQL sets on this
+# machine, side by side in one run.
+#
+#   deploy/bench/run.sh            # 20 s per measurement; BENCH_SECONDS to change,
+#                                  # BENCH_POOL for keyward's connection pool size
+#
+# 1. builds keyward (release) and starts it on its private PostgreSQL with
+#    production settings (fsync and synchronous_commit on);
+# 2. drives /webhooks/generic with correctly signed requests (unique
+#    gateway ids, numbers drawn from 100,000, a realistic keyword mix) with
+#    wrk at 16 and 64 connections, and /webhooks/twilio at 64;
+# 3. runs pgbench with the same SQL per message (the facts read and
+#    keyward_apply_inbound, in the same mix) on the same database at the
+#    same concurrency: the ceiling;
+# 4. prints throughput, p50/p99 and keyward/ceiling, counts non-2xx
+#    answers, and checks the database holds one inbound row per 200.
+# Loopback only, bounded in time; every process it starts is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BENCH=deploy/bench
+SECS=${BENCH_SECONDS:-20}
+SECRET=bench-secret-0123456789
+TWILIO_TOKEN=bench-twilio-token-0123
+
+for tool in wrk python3 curl; do
+    command -v $tool >/dev/null || { echo "missing $tool: apt-get install wrk python3 curl" >&2; exit 1; }
+done
+PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+
+WORK=$(mktemp -d /tmp/keyward-bench-XXXXXX)
+chmod 755 "$WORK"
+SERVE=""
+cleanup() {
+    [ -n "$SERVE" ] && kill -INT "$SERVE" 2>/dev/null && wait "$SERVE" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building keyward (release)…"
+cargo build --release --quiet --bin keyward
+APP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="http://127.0.0.1:$APP_PORT"
+cat > "$WORK/keyward.toml" <<TOML
+listen = "127.0.0.1:$APP_PORT"
+data_dir = "$WORK/data"
+[service]
+public_url = "$URL"
+max_messages_per_number_per_minute = 0
+[[shortcodes]]
+code = "3344"
+program = "promo"
+reply_via = "generic"
+[[programs]]
+name = "promo"
+brand = "Toko Maju"
+frequency = { id = "2-4 SMS per bulan", en = "2-4 msgs/month", ru = "2-4 SMS в месяц" }
+[gateways.generic]
+secret = "$SECRET"
+reply_url = "http://127.0.0.1:9/unused"
+[gateways.twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "$TWILIO_TOKEN"
+[dispatch]
+workers = 0   # replies stay queued: this measures the inbound path alone
+TOML
+if [ -n "${BENCH_POOL:-}" ]; then
+    printf '[database]\npool_size = %s\n' "$BENCH_POOL" >> "$WORK/keyward.toml"
+fi
+RUST_LOG=warn KEYWARD_CONFIG="$WORK/keyward.toml" target/release/keyward serve > "$WORK/serve.log" 2>&1 &
+SERVE=$!
+for _ in $(seq 300); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf "$URL/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+SOCKET=$(cat "$WORK/data/POSTGRES_LOCATION" 2>/dev/null | head -1 || true)
+[ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
+PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
+inbound_rows() { "${PSQL[@]}" -c "SELECT count(*) FROM inbound_messages"; }
+echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
+
+# One pgbench script per kind of message, weighted like the request mix.
+mkscript() { # name action state outcome programs from to reply_kind reply_text text
+    sed -e "s|@ACTION@|$2|g" -e "s|@STATE@|$3|g" -e "s|@OUTCOME@|$4|g" \
+        -e "s|@PROGRAMS@|$5|g" -e "s|@FROM@|$6|g" -e "s|@TO@|$7|g" \
+        -e "s|@REPLY_KIND@|$8|g" -e "s|@REPLY_TEXT@|$9|g" -e "s|@TEXT@|${10}|g" \
+        $BENCH/inbound.pgbench.sql.in > "$WORK/$1.sql"
+}
+WELCOME="'Toko Maju: Anda berlangganan promo (2-4 SMS per bulan). Untuk berhenti, balas UNSUBSCRIBE ke 3344. Untuk bantuan, balas BANTUAN.'"
+mkscript opt_in opt_in subscribed applied "ARRAY['promo']" "ARRAY['none']" "ARRAY['subscribed']" "'welcome'" "$WELCOME" MAU
+mkscript opt_out opt_out unsubscribed applied "ARRAY['promo']" "ARRAY['subscribed']" "ARRAY['unsubscribed']" "'goodbye'" "$WELCOME" UNSUBSCRIBE
+mkscript help help none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "'help'" "$WELCOME" HELP
+mkscript unknown unknown none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "NULL" "NULL" "halo kak"
+
+declare -A RESULT
+measure_keyward() { # label path kind connections
+    local label=$1 path=$2 kind=$3 conns=$4
+    python3 $BENCH/gen_requests.py "$kind" 300000 \
+        "$([ "$kind" = generic ] && echo $SECRET || echo $TWILIO_TOKEN)" "$URL$path" > "$WORK/requests.tsv"
+    local before after out
+    before=$(inbound_rows)
+    out=$(BENCH_FILE="$WORK/requests.tsv" BENCH_PATH=$path BENCH_THREADS=2 \
+        wrk -t2 -c"$conns" -d"${SECS}s" --timeout 10s -s $BENCH/replay.lua "$URL" | grep '^BENCH ')
+    after=$(inbound_rows)
+    local requests non2xx errors dur p50 p99 exhausted
+    eval "$(echo "$out" | sed -e 's/^BENCH //' -e 's/\([a-z0-9_]*\)=/\1=/g' | tr ' ' '\n' | sed 's/^/local /')"
+    local ok=$((requests - non2xx - exhausted))
+    local stored=$((after - before))
+    local rps
+    rps=$(python3 -c "print(round($ok / ($duration_us / 1e6)))")
+    RESULT[$label]="$rps $(python3 -c "print(f'{$p50_us/1000:.1f} {$p99_us/1000:.1f}')") $non2xx $socket_errors $ok $stored $exhausted"
+}
+measure_pgbench() { # label connections
+    local out tps
+    out=$("$PGBIN/pgbench" -n -M prepared -c "$2" -j 2 -T "$SECS" -h "$SOCKET" -p 5432 -U keyward \
+        -f "$WORK/opt_in.sql@35" -f "$WORK/opt_out.sql@30" -f "$WORK/help.sql@15" -f "$WORK/unknown.sql@20" \
+        postgres 2>&1)
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+    RESULT[$1]=$(python3 -c "print(round(float('${tps:-0}')))")
+    echo "$out" | grep -E '^(latency average|number of failed)' | sed "s/^/  pgbench c=$2: /"
+}
+
+# keyward's pool size: pgbench with as many clients as keyward has
+# connections is the fairer ceiling (64 backends on 2 cores contend far
+# more than 8 do), so the ratio is taken against the better of the two.
+POOL=$(curl -s "$URL/metrics" | sed -n 's/^keyward_db_pool_max_connections \([0-9]*\)/\1/p')
+echo "pgbench ceiling, $POOL clients (keyward's pool size), ${SECS}s…"
+measure_pgbench "pgbench-pool" "$POOL"
+for c in 16 64; do
+    echo "keyward generic, $c connections, ${SECS}s…"
+    measure_keyward "generic-$c" /webhooks/generic generic "$c"
+    echo "pgbench ceiling, $c clients, ${SECS}s…"
+    measure_pgbench "pgbench-$c" "$c"
+done
+echo "keyward twilio, 64 connections, ${SECS}s…"
+measure_keyward "twilio-64" /webhooks/twilio twilio 64
+
+echo
+echo "pgbench tps: ${RESULT[pgbench-pool]} at $POOL clients, ${RESULT[pgbench-16]} at 16, ${RESULT[pgbench-64]} at 64"
+printf '%-18s %8s %7s %7s %9s %6s %8s %s\n' run "req/s" "p50 ms" "p99 ms" ceiling ratio non-2xx "stored vs 200s"
+status=0
+for label in generic-16 generic-64 twilio-64; do
+    read -r rps p50 p99 non2xx errs ok stored exhausted <<< "${RESULT[$label]}"
+    c=${label##*-}
+    ceiling=$(( RESULT[pgbench-$c] > RESULT[pgbench-pool] ? RESULT[pgbench-$c] : RESULT[pgbench-pool] ))
+    ratio=$(python3 -c "print(f'{$rps/$ceiling:.2f}' if $ceiling else 'n/a')")
+    # Requests still in flight when wrk stops are committed but not counted
+    # by wrk: at most one per connection more rows than 200s, never fewer.
+    extra=$((stored - ok))
+    if [ "$extra" -ge 0 ] && [ "$extra" -le "$c" ]; then match="ok: $stored rows, $ok 200s (+$extra in flight)"
+    else match="MISMATCH: $stored rows, $ok 200s"; status=1; fi
+    [ "$non2xx" = 0 ] && [ "$errs" = 0 ] || status=1
+    printf '%-18s %8s %7s %7s %9s %6s %8s %s\n' "$label" "$rps" "$p50" "$p99" "$ceiling" "$ratio" "$non2xx" "$match"
+    [ "$exhausted" = 0 ] || echo "  (ran out of pre-signed requests: $exhausted probes; raise the count)"
+    [ "$errs" = 0 ] || echo "  ($errs socket errors)"
+done
+exit $status

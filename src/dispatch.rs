@@ -111,18 +111,38 @@ impl Dispatcher {
         let mut sends = tokio::task::JoinSet::new();
         for row in batch {
             let this = self.clone();
-            sends.spawn(async move { this.deliver(row).await });
+            sends.spawn(async move {
+                let id = row.id.clone();
+                this.deliver(row).await.map(|next| (id, next))
+            });
         }
+        let mut results = Vec::with_capacity(n);
         while let Some(done) = sends.join_next().await {
-            if let Ok(Err(e)) = done {
+            match done {
+                Ok(Ok(result)) => results.push(result),
                 // The lease expires and the reply is taken again.
-                tracing::warn!(error = %e, "could not record a send result");
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not record a send result"),
+                Err(e) => tracing::error!(error = %e, "a send task failed"),
             }
+        }
+        // One statement (one commit) for the whole batch's results.
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let recorded = outbox::finish_all(&client, &self.owner, &results).await?;
+        if recorded < results.len() {
+            tracing::warn!(
+                lost = results.len() - recorded,
+                "leases lost before the results were recorded"
+            );
         }
         Ok(n)
     }
 
-    async fn deliver(&self, row: Claimed) -> Result<(), DbError> {
+    /// Sends one reply; returns where it goes next (recorded by the caller).
+    async fn deliver(&self, row: Claimed) -> Result<Next, DbError> {
         let (result, next) = if row.opted_out_since {
             let why = "the number opted out after this reply was queued".to_owned();
             ("cancelled", Next::Cancelled { why })
@@ -165,15 +185,7 @@ impl Dispatcher {
             .sends
             .with_label_values(&[&row.sender, result])
             .inc();
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
-        if !outbox::finish(&client, &row.id, &self.owner, &next).await? {
-            tracing::warn!(id = %row.id, "lease lost before the result was recorded");
-        }
-        Ok(())
+        Ok(next)
     }
 
     /// One call to the provider, classified.

@@ -101,57 +101,78 @@ pub enum Next {
     },
 }
 
-/// Records the result for a row this owner still leases; `false` if the
-/// lease was lost (another dispatcher has the row now).
-pub async fn finish(
+/// Records a batch of results in one statement (one commit), each only
+/// for a row this owner still leases — a dispatcher that stalled past its
+/// lease cannot overwrite the work of the one that took the row over.
+/// Returns how many were recorded.
+pub async fn finish_all(
     client: &impl GenericClient,
-    id: &str,
     owner: &str,
-    next: &Next,
-) -> Result<bool, DbError> {
-    const LEASED: &str = "WHERE id = $1::text::uuid AND status = 'sending' AND lease_owner = $2";
-    const CLEAR: &str = "lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
-    let n = match next {
-        Next::Sent { provider_id } => {
-            let sql = format!(
-                "UPDATE outbox SET status = 'sent', sent_at = now(), provider_message_id = $3,
-                        last_error = NULL, {CLEAR} {LEASED}"
-            );
-            let stmt = client.prepare_cached(&sql).await?;
-            client.execute(&stmt, &[&id, &owner, provider_id]).await?
-        }
-        Next::Retry {
-            after,
-            max_attempts,
-            error,
-        } => {
-            let sql = format!(
-                "UPDATE outbox SET status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'queued' END::outbox_status,
-                        next_attempt_at = now() + make_interval(secs => $3), last_error = $5, {CLEAR} {LEASED}"
-            );
-            let stmt = client.prepare_cached(&sql).await?;
-            client
-                .execute(
-                    &stmt,
-                    &[&id, &owner, &after.as_secs_f64(), max_attempts, error],
-                )
-                .await?
-        }
-        Next::Failed { error } => {
-            let sql =
-                format!("UPDATE outbox SET status = 'failed', last_error = $3, {CLEAR} {LEASED}");
-            let stmt = client.prepare_cached(&sql).await?;
-            client.execute(&stmt, &[&id, &owner, error]).await?
-        }
-        Next::Cancelled { why } => {
-            let sql = format!(
-                "UPDATE outbox SET status = 'cancelled', last_error = $3, {CLEAR} {LEASED}"
-            );
-            let stmt = client.prepare_cached(&sql).await?;
-            client.execute(&stmt, &[&id, &owner, why]).await?
-        }
-    };
-    Ok(n == 1)
+    results: &[(String, Next)],
+) -> Result<usize, DbError> {
+    let mut ids = Vec::with_capacity(results.len());
+    let mut statuses = Vec::with_capacity(results.len());
+    let mut provider_ids: Vec<Option<&str>> = Vec::with_capacity(results.len());
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(results.len());
+    let mut delays = Vec::with_capacity(results.len());
+    let mut max_attempts = Vec::with_capacity(results.len());
+    for (id, next) in results {
+        ids.push(id.as_str());
+        let (status, provider_id, error, delay, max) = match next {
+            Next::Sent { provider_id } => ("sent", provider_id.as_deref(), None, 0.0, 0),
+            Next::Retry {
+                after,
+                max_attempts,
+                error,
+            } => (
+                "retry",
+                None,
+                Some(error.as_str()),
+                after.as_secs_f64(),
+                *max_attempts,
+            ),
+            Next::Failed { error } => ("failed", None, Some(error.as_str()), 0.0, 0),
+            Next::Cancelled { why } => ("cancelled", None, Some(why.as_str()), 0.0, 0),
+        };
+        statuses.push(status);
+        provider_ids.push(provider_id);
+        errors.push(error);
+        delays.push(delay);
+        max_attempts.push(max);
+    }
+    let stmt = client
+        .prepare_cached(
+            "UPDATE outbox o
+                SET status = CASE
+                        WHEN v.status <> 'retry' THEN v.status
+                        WHEN o.attempts >= v.max_attempts THEN 'dead'
+                        ELSE 'queued' END::outbox_status,
+                    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,
+                    provider_message_id = COALESCE(v.provider_id, o.provider_message_id),
+                    last_error = v.error,
+                    next_attempt_at = CASE WHEN v.status = 'retry'
+                        THEN now() + make_interval(secs => v.delay) ELSE o.next_attempt_at END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int4[])
+                    AS v(id, status, provider_id, error, delay, max_attempts)
+              WHERE o.id = v.id::uuid AND o.status = 'sending' AND o.lease_owner = $1",
+        )
+        .await?;
+    let n = client
+        .execute(
+            &stmt,
+            &[
+                &owner,
+                &ids,
+                &statuses,
+                &provider_ids,
+                &errors,
+                &delays,
+                &max_attempts,
+            ],
+        )
+        .await?;
+    Ok(n as usize)
 }
 
 /// The provider says the number opted out with it: ledger events with

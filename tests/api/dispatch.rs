@@ -474,17 +474,14 @@ async fn a_crashed_dispatchers_lease_expires_and_the_reply_is_sent_once() {
     let row = &rig.outbox().await[0];
     assert_eq!((row.1.as_str(), row.2), ("sent", 2));
     // The crashed one cannot record a result any more.
-    let late = keyward::db::outbox::finish(
-        &client,
-        &claimed[0].id,
-        "crashed",
-        &keyward::db::outbox::Next::Failed {
-            error: "late".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(!late);
+    let late = keyward::db::outbox::Next::Failed {
+        error: "late".into(),
+    };
+    let recorded =
+        keyward::db::outbox::finish_all(&client, "crashed", &[(claimed[0].id.clone(), late)])
+            .await
+            .unwrap();
+    assert_eq!(recorded, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,9 +1,6 @@
 -- Replies going out: the provider's "this number opted out" enters the
 -- ledger as cause 'provider', and nothing more is sent to that number.
 
-CREATE INDEX outbox_pending_msisdn_idx ON outbox (msisdn) WHERE status IN ('queued', 'sending');
-CREATE INDEX outbox_created_idx ON outbox (created_at);
-
 -- A provider refused a send because the number opted out with it (Twilio
 -- 21610, Telnyx 40300, Vonage "number barred"). Every program of the
 -- number (and `p_program`, if the number had no row for it) moves to

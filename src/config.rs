@@ -167,7 +167,9 @@ pub struct DatabaseSettings {
     /// `postgres://…` or key=value form; `DATABASE_URL` sets it too. Without
     /// it, `serve` runs a private cluster in the data dir.
     pub url: Option<Secret>,
-    /// Connections in the pool; default: 4 per core.
+    /// Connections in the pool; default: 8 per core (measured with
+    /// deploy/bench/run.sh: 4 per core left PostgreSQL idle waiting on
+    /// commits, 16 per core gained nothing).
     pub pool_size: Option<usize>,
 }
 
@@ -662,7 +664,7 @@ impl Settings {
     pub fn pool_size(&self) -> usize {
         self.database
             .pool_size
-            .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .unwrap_or_else(|| 8 * std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 }
 

@@ -90,15 +90,32 @@ mkscript opt_out opt_out unsubscribed applied "ARRAY['promo']" "ARRAY['subscribe
 mkscript help help none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "'help'" "$WELCOME" HELP
 mkscript unknown unknown none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "NULL" "NULL" "halo kak"
 
-declare -A RESULT
+# CPU seconds used so far by a process and its children (live and reaped).
+cpu_seconds() { # pid...
+    local total=0 pid
+    for pid in "$@"; do
+        for p in $pid $(pgrep -P "$pid" || true); do
+            [ -r /proc/$p/stat ] || continue
+            # utime stime cutime cstime are fields 14-17 (after the comm field).
+            total=$((total + $(sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13 + $14 + $15}')))
+        done
+    done
+    python3 -c "print($total / $(getconf CLK_TCK))"
+}
+POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")
+
+declare -A RESULT CPU
 measure_keyward() { # label path kind connections
     local label=$1 path=$2 kind=$3 conns=$4
     python3 $BENCH/gen_requests.py "$kind" 300000 \
         "$([ "$kind" = generic ] && echo $SECRET || echo $TWILIO_TOKEN)" "$URL$path" > "$WORK/requests.tsv"
     local before after out
     before=$(inbound_rows)
+    local cpu_kw0 cpu_pg0 cpu_kw1 cpu_pg1
+    cpu_kw0=$(cpu_seconds "$SERVE"); cpu_pg0=$(cpu_seconds "$POSTMASTER")
     out=$(BENCH_FILE="$WORK/requests.tsv" BENCH_PATH=$path BENCH_THREADS=2 \
         wrk -t2 -c"$conns" -d"${SECS}s" --timeout 10s -s $BENCH/replay.lua "$URL" | grep '^BENCH ')
+    cpu_kw1=$(cpu_seconds "$SERVE"); cpu_pg1=$(cpu_seconds "$POSTMASTER")
     after=$(inbound_rows)
     local requests non2xx errors dur p50 p99 exhausted
     eval "$(echo "$out" | sed -e 's/^BENCH //' -e 's/\([a-z0-9_]*\)=/\1=/g' | tr ' ' '\n' | sed 's/^/local /')"
@@ -107,6 +124,8 @@ measure_keyward() { # label path kind connections
     local rps
     rps=$(python3 -c "print(round($ok / ($duration_us / 1e6)))")
     RESULT[$label]="$rps $(python3 -c "print(f'{$p50_us/1000:.1f} {$p99_us/1000:.1f}')") $non2xx $socket_errors $ok $stored $exhausted"
+    # Where the CPU goes, per message stored.
+    CPU[$label]=$(python3 -c "print(f'keyward {($cpu_kw1-$cpu_kw0)/$stored*1e6:.0f} µs, PostgreSQL {($cpu_pg1-$cpu_pg0)/$stored*1e6:.0f} µs of CPU per message')")
 }
 measure_pgbench() { # label connections
     local out tps
@@ -149,6 +168,7 @@ for label in generic-16 generic-64 twilio-64; do
     else match="MISMATCH: $stored rows, $ok 200s"; status=1; fi
     [ "$non2xx" = 0 ] && [ "$errs" = 0 ] || status=1
     printf '%-18s %8s %7s %7s %9s %6s %8s %s\n' "$label" "$rps" "$p50" "$p99" "$ceiling" "$ratio" "$non2xx" "$match"
+    echo "  ${CPU[$label]}"
     [ "$exhausted" = 0 ] || echo "  (ran out of pre-signed requests: $exhausted probes; raise the count)"
     [ "$errs" = 0 ] || echo "  ($errs socket errors)"
 done

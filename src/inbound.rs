@@ -334,6 +334,10 @@ impl Inbound {
             raw: &p.raw,
             classification,
             shortcode: self.shortcode(&p.to),
+            // A gateway that classified the keyword itself (Twilio's
+            // Advanced Opt-Out) has already answered the subscriber; a
+            // second confirmation would be one too many.
+            gateway_answered: p.hint.is_some(),
         }
     }
 
@@ -424,6 +428,9 @@ impl Inbound {
             .collect::<Vec<_>>();
         let language = c.language.unwrap_or(m.shortcode.language);
         let reply = targets.iter().zip(&decisions).find_map(|(program, d)| {
+            if m.gateway_answered {
+                return None;
+            }
             let kind = d.reply?;
             // A program missing from the configuration (removed since the
             // number joined) is answered in the short code's program's name.
@@ -560,6 +567,7 @@ struct Message<'a> {
     raw: &'a serde_json::Value,
     classification: &'a Classification,
     shortcode: &'a Shortcode,
+    gateway_answered: bool,
 }
 
 struct Plan {

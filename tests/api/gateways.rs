@@ -352,6 +352,11 @@ async fn twilio_advanced_opt_out_is_honoured() {
     assert_eq!(res.status(), 200);
     let (_, _, action) = app.stored("twilio", "SM10").await.unwrap();
     assert_eq!(action.as_deref(), Some("opt_out"));
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox").await,
+        0,
+        "Twilio confirmed the opt-out itself: no second confirmation"
+    );
 }
 
 // --- vonage -------------------------------------------------------------

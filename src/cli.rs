@@ -357,7 +357,8 @@ async fn subscriber_show(
     let region = crate::msisdn::Region::parse(&settings.service.default_region)
         .context("service.default_region is not a region")?;
     let msisdn = crate::msisdn::Msisdn::parse(&number, region)
-        .map_err(|e| anyhow::anyhow!("not a phone number: {e}"))?;
+        // The input stays out of the message: errors are logged.
+        .map_err(|_| anyhow::anyhow!("not a phone number; try 0812-3456-7890 or +6281234567890"))?;
     let client = pool.get().await.context("no database connection")?;
     let limit = i64::from(limit.clamp(1, 10_000));
     let found = crate::db::support::subscriber(&client, msisdn.as_str(), limit, None).await?;

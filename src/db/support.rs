@@ -390,7 +390,7 @@ pub async fn list(
     let rows = client
         .query(&stmt, &[&after, &program, &state, &fetch])
         .await?;
-    let mut items: Vec<SubscriberSummary> = rows
+    let items: Vec<SubscriberSummary> = rows
         .iter()
         .take(limit as usize)
         .map(|r| {
@@ -418,7 +418,6 @@ pub async fn list(
     } else {
         None
     };
-    items.shrink_to_fit();
     Ok(SubscriberPage { items, next_cursor })
 }
 
@@ -564,8 +563,11 @@ pub async fn stats(client: &impl GenericClient, days: i32) -> Result<Stats, DbEr
               GROUP BY 1, 2 ORDER BY 1, 2",
         )
         .await?;
+    let today_stmt = client
+        .prepare_cached("SELECT (now() AT TIME ZONE 'UTC')::date")
+        .await?;
     let today = client
-        .query_one("SELECT (now() AT TIME ZONE 'UTC')::date", &[])
+        .query_one(&today_stmt, &[])
         .await?
         .get::<_, NaiveDate>(0);
     let mut daily: Vec<DayCounts> = (0..days)

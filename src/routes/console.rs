@@ -95,6 +95,28 @@ async fn current(req: &HttpRequest, pool: &Pool) -> Result<Option<(Staff, String
     Ok(found)
 }
 
+/// A form posted from another site: its `Origin` (sent by browsers with
+/// every POST) names a different host. This also covers sign-in, which
+/// has no session (and so no CSRF token) yet.
+fn cross_site(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return false;
+    };
+    let info = req.connection_info();
+    let ours = format!("{}://{}", info.scheme(), info.host());
+    !origin.to_str().is_ok_and(|o| o.eq_ignore_ascii_case(&ours))
+}
+
+fn refuse_cross_site(req: &HttpRequest) -> Result<(), ApiError> {
+    if cross_site(req) {
+        Err(ApiError::Forbidden(
+            "this form was posted from another site".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn csrf_ok(sent: &str, expected: &str) -> bool {
     sent.as_bytes().ct_eq(expected.as_bytes()).into()
 }
@@ -271,6 +293,7 @@ pub async fn login(
     form: web::Form<LoginForm>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
     let client = client(&pool).await?;
     let Some(staff) = q::authenticate(&client, &hash_token(form.token.trim())).await? else {
         note_failed(&req);
@@ -310,6 +333,7 @@ pub async fn logout(
     form: web::Form<CsrfForm>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
     if let Some((_, csrf)) = current(&req, &pool).await? {
         if !csrf_ok(&form.csrf, &csrf) {
             return Err(ApiError::Forbidden(
@@ -517,6 +541,7 @@ pub async fn opt_out(
     settings: web::Data<Settings>,
     inbound: web::Data<Inbound>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
     let Some((staff, csrf)) = current(&req, &pool).await? else {
         return Ok(redirect("/console/login"));
     };

@@ -81,6 +81,30 @@ async fn the_console_asks_for_a_token_and_refuses_a_wrong_one() {
 }
 
 #[tokio::test]
+async fn a_form_posted_from_another_site_is_refused() {
+    let app = spawn_app().await;
+    let secret = token(&app, "ana").await;
+    let http = no_redirects();
+    let res = http
+        .post(app.url("/console/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", secret.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
+    let res = http
+        .post(app.url("/console/login"))
+        .header("origin", app.address.as_str())
+        .form(&[("token", secret.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "our own origin is fine");
+}
+
+#[tokio::test]
 async fn the_session_cookie_is_http_only_strict_expiring_and_secure_behind_https() {
     let app = spawn_app().await;
     let secret = token(&app, "ana").await;

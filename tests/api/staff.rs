@@ -518,7 +518,26 @@ async fn a_staff_opt_out_can_confirm_by_sms_and_needs_a_reason() {
             .await,
         1
     );
-    // All programs of a number never seen names nothing: 404.
+    // A named program of a number never seen is recorded (do not
+    // contact); all programs of it names nothing: 404.
+    let res = post_as(
+        &app,
+        &support,
+        "/v1/subscribers/+6281288888888/opt-out",
+        &json!({"program": "default", "reason": "asked by mail before ever texting"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["changed"], json!(["default"]));
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM subscriptions
+              WHERE msisdn = '+6281288888888' AND state = 'unsubscribed'"
+        )
+        .await,
+        1
+    );
     let res = post_as(
         &app,
         &support,

@@ -104,6 +104,12 @@ pub fn query_config() -> actix_web::web::QueryConfig {
         .error_handler(|err, _| ApiError::BadRequest(format!("invalid query: {err}")).into())
 }
 
+/// Path segments that are not text (`%FF`) in the contract's shape.
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default()
+        .error_handler(|err, _| ApiError::BadRequest(format!("invalid path: {err}")).into())
+}
+
 /// Bad forms (the console's) in the contract's shape.
 pub fn form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default()

@@ -64,6 +64,7 @@ impl Application {
                 .service(
                     web::scope("/v1")
                         .wrap(middleware::from_fn(staff_auth::audit))
+                        .app_data(error::path_config())
                         .route("/subscribers", web::get().to(support::list))
                         .route("/subscribers/{number}", web::get().to(support::lookup))
                         .route(

@@ -249,7 +249,14 @@ async fn a_never_seen_number_is_404_and_garbage_is_400() {
     let res = get_as(&app, &support, "/v1/subscribers/+6281299999999").await;
     assert_eq!(res.status(), 404);
     assert_eq!(error_code(res).await, "not_found");
-    for garbage in ["hello", "12", "%3Cscript%3E", "0812%00", "%F0%9F%99%8F"] {
+    for garbage in [
+        "hello",
+        "12",
+        "%3Cscript%3E",
+        "0812%00",
+        "%F0%9F%99%8F",
+        "0812%FF",
+    ] {
         let res = get_as(&app, &support, &format!("/v1/subscribers/{garbage}")).await;
         assert_eq!(res.status(), 400, "{garbage}");
         assert_eq!(error_code(res).await, "bad_request");

@@ -528,3 +528,38 @@ pub async fn openapi() -> HttpResponse {
 fn clip(s: &str) -> String {
     s.chars().take(32).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_tells_timeline_items_apart_by_type() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let variants = doc["components"]["schemas"]["TimelineItem"]["oneOf"]
+            .as_array()
+            .unwrap();
+        let types: Vec<&str> = variants
+            .iter()
+            .map(|v| v["properties"]["type"]["enum"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["inbound", "state_change", "reply"]);
+        assert!(variants[2]["properties"]["last_error"].is_object());
+        let lookup = &doc["paths"]["/v1/subscribers/{number}"]["get"];
+        assert_eq!(lookup["security"][0]["bearer"], serde_json::json!([]));
+        assert!(lookup["responses"]["404"].is_object());
+    }
+
+    #[test]
+    fn an_opt_out_needs_a_reason_and_a_configured_program() {
+        let settings = Settings::from_sources(None, &[]).unwrap();
+        assert!(check_opt_out(None, None, &settings).is_err());
+        assert!(check_opt_out(None, Some(" \t "), &settings).is_err());
+        assert!(check_opt_out(Some("nope"), Some("x"), &settings).is_err());
+        assert!(check_opt_out(None, Some(&"x".repeat(1001)), &settings).is_err());
+        let (program, reason) =
+            check_opt_out(Some("default"), Some("  asked by phone "), &settings).unwrap();
+        assert_eq!(program.as_deref(), Some("default"));
+        assert_eq!(reason, "asked by phone");
+    }
+}

@@ -556,6 +556,113 @@ async fn a_staff_opt_out_can_confirm_by_sms_and_needs_a_reason() {
 }
 
 #[tokio::test]
+async fn an_inbound_decision_made_before_a_staff_opt_out_cannot_be_written() {
+    let app = spawn_app().await;
+    let support = token(&app, "ana", "support").await;
+    app.text(NUMBER, "MAU").await;
+    // The inbound path read the facts (this version) and decided "STOP:
+    // subscribed -> unsubscribed"...
+    let version = app
+        .count("SELECT version FROM subscribers WHERE msisdn = '+6281234567890'")
+        .await;
+    // ...when staff recorded an opt-out...
+    let res = post_as(
+        &app,
+        &support,
+        &format!("/v1/subscribers/{NUMBER}/opt-out"),
+        &json!({"reason": "phone"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // ...so its write, checked against that version, must not apply.
+    let status: String = app
+        .db()
+        .await
+        .query_one(
+            "SELECT r_status FROM keyward_apply_inbound(
+                 '+6281234567890', $1, 'generic', 'gw-late', '3344', 'STOP', NULL, '{}',
+                 'opt_out', 'default', 'STOP', 'en', 'unsubscribed', 'applied',
+                 ARRAY['default'], ARRAY['subscribed'], ARRAY['unsubscribed'],
+                 NULL, NULL, NULL, NULL)",
+            &[&version],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staff_opt_outs_racing_inbound_messages_keep_every_ledger_chain_consistent() {
+    let app = spawn_app().await;
+    let support = token(&app, "ana", "support").await;
+    let numbers: Vec<String> = (0..24).map(|i| format!("+62812000001{i:02}")).collect();
+    for n in &numbers {
+        app.text(n, "MAU").await;
+    }
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for (i, n) in numbers.iter().enumerate() {
+        let (a, b) = (app.clone(), app.clone());
+        let (n1, n2, support) = (n.clone(), n.clone(), support.clone());
+        let text = if i % 2 == 0 { "STOP" } else { "MAU" };
+        tasks.push(tokio::spawn(async move {
+            a.text(&n1, text).await;
+        }));
+        tasks.push(tokio::spawn(async move {
+            let res = post_as(
+                &b,
+                &support,
+                &format!("/v1/subscribers/{n2}/opt-out"),
+                &json!({"reason": "race"}),
+            )
+            .await;
+            assert_eq!(res.status(), 200);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Each event starts where the one before it ended...
+    let broken = app
+        .count(
+            "SELECT count(*) FROM (
+                 SELECT from_state,
+                        lag(to_state) OVER (PARTITION BY msisdn, program ORDER BY id) AS before
+                   FROM subscription_events) e
+              WHERE e.before IS NOT NULL AND e.before <> e.from_state",
+        )
+        .await;
+    assert_eq!(broken, 0, "no two writers acted on the same old state");
+    // ...and the current state is the last event's.
+    let stale = app
+        .count(
+            "SELECT count(*) FROM subscriptions s
+              WHERE s.event_id <> (SELECT max(id) FROM subscription_events e
+                                    WHERE e.msisdn = s.msisdn AND e.program = s.program)",
+        )
+        .await;
+    assert_eq!(stale, 0);
+    // A STOP and a staff opt-out at once: one of them moves the number,
+    // the other finds it already out.
+    for n in numbers.iter().step_by(2) {
+        let row = app
+            .db()
+            .await
+            .query_one(
+                "SELECT (SELECT count(*) FROM subscription_events
+                          WHERE msisdn = $1 AND to_state = 'unsubscribed'),
+                        (SELECT state::text FROM subscriptions WHERE msisdn = $1)",
+                &[n],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1, "{n}");
+        assert_eq!(row.get::<_, String>(1), "unsubscribed", "{n}");
+    }
+}
+
+#[tokio::test]
 async fn lookups_and_opt_outs_are_audited_with_token_endpoint_number_and_status() {
     let app = spawn_app().await;
     let support = token(&app, "ana", "support").await;

@@ -26,10 +26,12 @@ use crate::inbound::Inbound;
 use crate::routes::staff_auth::{client, note_failed, note_number, note_staff};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
 use crate::staff::view::{DayCounts, Evidence, Subscriber, TimelineItem};
-use crate::staff::{hash_token, new_token, Staff};
+use crate::staff::{hash_token, new_token, Staff, TimelineCursor};
 
 const COOKIE: &str = "kw_session";
 const SESSION_HOURS: i32 = 8;
+/// Timeline entries per console page.
+const TIMELINE_PAGE: i64 = 50;
 
 /// The session cookie's value in a `Cookie` header.
 pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
@@ -359,6 +361,8 @@ pub async fn logout(
 #[derive(Debug, Deserialize)]
 pub struct NumberQuery {
     number: Option<String>,
+    /// `next_before` of the page shown before (older entries).
+    before: Option<String>,
 }
 
 fn state_class(state: &str) -> String {
@@ -475,7 +479,9 @@ fn subscriber_page(s: &Subscriber, staff: &Staff, csrf: &str, query: &str) -> Ma
                 table #timeline {
                     @for item in &s.timeline { (timeline_row(item)) }
                 }
-                @if s.next_before.is_some() { p.muted { "Older entries: GET /v1/subscribers/{number}?before=…" } }
+                @if let Some(before) = &s.next_before {
+                    p { a #older href=(format!("{}&before={}", number_link(&s.msisdn), utf8_percent_encode(before, NON_ALPHANUMERIC))) { "Older entries →" } }
+                }
             }
         },
     )
@@ -512,8 +518,20 @@ pub async fn subscriber(
         }
     };
     note_number(&req, &msisdn);
+    let before = match query.before.as_deref() {
+        Some(raw) => match TimelineCursor::decode(raw) {
+            Some(c) => Some(c),
+            None => {
+                return Ok(problem(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "That link is broken; look the number up again.".into(),
+                ))
+            }
+        },
+        None => None,
+    };
     let client = client(&pool).await?;
-    match q::subscriber(&client, msisdn.as_str(), 100, None).await? {
+    match q::subscriber(&client, msisdn.as_str(), TIMELINE_PAGE, before.as_ref()).await? {
         Some(s) => Ok(ok(subscriber_page(&s, &staff, &csrf, &raw))),
         None => Ok(problem(
             actix_web::http::StatusCode::NOT_FOUND,

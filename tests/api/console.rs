@@ -81,6 +81,36 @@ async fn the_console_asks_for_a_token_and_refuses_a_wrong_one() {
 }
 
 #[tokio::test]
+async fn signing_out_needs_the_csrf_token_and_ends_the_session() {
+    let app = spawn_app().await;
+    let secret = token(&app, "ana").await;
+    let http = no_redirects();
+    let cookie = sign_in(&app, &http, &secret).await;
+    let html = get(&app, &http, &cookie, "/console")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html);
+    let logout = |csrf: String| {
+        http.post(app.url("/console/logout"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(logout("forged".into()).await.unwrap().status(), 403);
+    assert_eq!(get(&app, &http, &cookie, "/console").await.status(), 200);
+    let res = logout(csrf).await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(get(&app, &http, &cookie, "/console").await.status(), 303);
+    assert_eq!(app.count("SELECT count(*) FROM console_sessions").await, 0);
+}
+
+#[tokio::test]
 async fn a_form_posted_from_another_site_is_refused() {
     let app = spawn_app().await;
     let secret = token(&app, "ana").await;
@@ -263,4 +293,55 @@ async fn console_searches_for_garbage_or_strangers_say_so() {
     .await;
     assert_eq!(res.status(), 404);
     assert!(res.text().await.unwrap().contains("never been seen"));
+}
+
+#[tokio::test]
+async fn a_long_timeline_pages_to_older_entries() {
+    let app = spawn_app().await;
+    let secret = token(&app, "ana").await;
+    for i in 0..60 {
+        app.text(NUMBER, &format!("question {i}")).await;
+    }
+    let http = no_redirects();
+    let cookie = sign_in(&app, &http, &secret).await;
+    let html = get(
+        &app,
+        &http,
+        &cookie,
+        "/console/subscriber?number=081234567890",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(html.contains("question 59"), "newest first");
+    assert!(
+        !html.contains("question 0<"),
+        "the oldest is on a later page"
+    );
+    let at = html.find("id=\"older\" href=\"").expect("an older link") + 17;
+    let href = html[at..at + html[at..].find('"').unwrap()].replace("&amp;", "&");
+    let mut older = String::new();
+    let mut next = Some(href);
+    while let Some(href) = next.take() {
+        let res = get(&app, &http, &cookie, &href).await;
+        assert_eq!(res.status(), 200, "{href}");
+        older = res.text().await.unwrap();
+        if let Some(at) = older.find("id=\"older\" href=\"") {
+            let at = at + 17;
+            next = Some(older[at..at + older[at..].find('"').unwrap()].replace("&amp;", "&"));
+        }
+    }
+    assert!(
+        older.contains("question 0<"),
+        "the last page has the oldest"
+    );
+    let res = get(
+        &app,
+        &http,
+        &cookie,
+        "/console/subscriber?number=081234567890&before=garbage",
+    )
+    .await;
+    assert_eq!(res.status(), 400);
 }

@@ -13,6 +13,9 @@ have_postgres || missing+=(postgresql)
 # Kannel (and fakesmsc from kannel-extras) for the end-to-end test.
 [ -x /usr/sbin/bearerbox ] || missing+=(kannel)
 [ -x /usr/lib/kannel/test/fakesmsc ] || missing+=(kannel-extras)
+# Headless Chromium and chromedriver for the console's browser test.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

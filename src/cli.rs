@@ -36,6 +36,44 @@ pub enum Command {
         /// Configuration file to check.
         file: Option<PathBuf>,
     },
+    /// API tokens of support staff.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+    /// Support staff's view of a number.
+    Subscriber {
+        #[command(subcommand)]
+        action: SubscriberCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        /// `support` (read, record staff opt-outs) or `admin` (also manage tokens).
+        #[arg(long, value_parser = ["support", "admin"])]
+        role: String,
+        /// Who holds it; recorded as the actor of their opt-outs and requests.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token: name, role, created, last used, revoked.
+    List,
+    /// Revoke the active token with this name (its console sessions end too).
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriberCommand {
+    /// Programs, consent evidence and timeline of a number, in any common form.
+    Show {
+        number: String,
+        /// Timeline entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 /// Runs the command; the returned code is the process's exit status.
@@ -58,7 +96,14 @@ pub fn run(cli: Cli) -> i32 {
         let _ = report_replies(&settings, &mut std::io::stdout().lock());
         return 0;
     }
-    crate::telemetry::init();
+    if matches!(
+        cli.command,
+        Command::Token { .. } | Command::Subscriber { .. }
+    ) {
+        crate::telemetry::init_for_commands();
+    } else {
+        crate::telemetry::init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +120,16 @@ pub fn run(cli: Cli) -> i32 {
             Command::Migrate => migrate(settings).await,
             Command::Dispatch => dispatch(settings).await,
             Command::CheckConfig { .. } => Ok(()),
+            Command::Token { action } => with_database(&settings, |pool| token(pool, action)).await,
+            Command::Subscriber {
+                action: SubscriberCommand::Show { number, limit },
+            } => {
+                let settings2 = settings.clone();
+                with_database(&settings, move |pool| {
+                    subscriber_show(pool, settings2, number, limit)
+                })
+                .await
+            }
         }
     });
     match result {
@@ -222,6 +277,115 @@ async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
     .await;
     stop_cluster(cluster).await;
     result
+}
+
+/// Runs `work` against the migrated database, then stops a private
+/// cluster if one was started for it.
+async fn with_database<F, Fut>(settings: &Settings, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(deadpool_postgres::Pool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (config, cluster) = database(settings).await?;
+    let result = async {
+        crate::db::migrate(&config).await?;
+        let pool = crate::db::pool(config, 1)?;
+        work(pool).await
+    }
+    .await;
+    stop_cluster(cluster).await;
+    result
+}
+
+async fn token(pool: deadpool_postgres::Pool, action: TokenCommand) -> anyhow::Result<()> {
+    use crate::db::support as q;
+    use crate::staff::{hash_token, new_token, Role, TokenName};
+    let client = pool.get().await.context("no database connection")?;
+    match action {
+        TokenCommand::Create { role, name } => {
+            let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let token = new_token();
+            if !q::create_token(&client, name.as_str(), role, &hash_token(&token)).await? {
+                anyhow::bail!(
+                    "an active token is named `{}`; revoke it first",
+                    name.as_str()
+                );
+            }
+            eprintln!(
+                "created {role} token `{}`; it is shown this once, keyward keeps only its hash:",
+                name.as_str()
+            );
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+            };
+            println!(
+                "{:<24} {:<8} {:<17} {:<17} REVOKED",
+                "NAME", "ROLE", "CREATED", "LAST USED"
+            );
+            for t in q::list_tokens(&client).await? {
+                println!(
+                    "{:<24} {:<8} {:<17} {:<17} {}",
+                    t.name,
+                    t.role,
+                    time(Some(t.created_at)),
+                    time(t.last_used_at),
+                    time(t.revoked_at)
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !q::revoke_token(&client, &name).await? {
+                anyhow::bail!("no active token is named `{name}`");
+            }
+            eprintln!("revoked `{name}`");
+        }
+    }
+    Ok(())
+}
+
+async fn subscriber_show(
+    pool: deadpool_postgres::Pool,
+    settings: Arc<Settings>,
+    number: String,
+    limit: u32,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let region = crate::msisdn::Region::parse(&settings.service.default_region)
+        .context("service.default_region is not a region")?;
+    let msisdn = crate::msisdn::Msisdn::parse(&number, region)
+        // The input stays out of the message: errors are logged.
+        .map_err(|_| anyhow::anyhow!("not a phone number; try 0812-3456-7890 or +6281234567890"))?;
+    let client = pool.get().await.context("no database connection")?;
+    let limit = i64::from(limit.clamp(1, 10_000));
+    let found = crate::db::support::subscriber(&client, msisdn.as_str(), limit, None).await?;
+    // Local lookups are audited too, as `cli`.
+    crate::db::support::audit(
+        &client,
+        &crate::db::support::AuditEntry {
+            token_id: None,
+            actor: "cli",
+            method: "CLI",
+            endpoint: "subscriber show",
+            msisdn: Some(msisdn.as_str()),
+            status: Some(if found.is_some() { 200 } else { 404 }),
+            detail: None,
+        },
+    )
+    .await?;
+    let Some(subscriber) = found else {
+        // No number in the message: errors are logged, and logs mask numbers.
+        anyhow::bail!("this number has never been seen (no message from it, no state)");
+    };
+    let colour = std::io::stdout().is_terminal();
+    print!(
+        "{}",
+        crate::staff::view::render_subscriber(&subscriber, colour)
+    );
+    Ok(())
 }
 
 async fn stop_cluster(cluster: Option<Cluster>) {

@@ -16,6 +16,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -34,6 +36,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited => "rate_limited",
@@ -52,6 +55,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -92,6 +96,25 @@ pub fn json_config() -> actix_web::web::JsonConfig {
                 _ => ApiError::BadRequest(format!("invalid JSON: {err}")).into(),
             }
         })
+}
+
+/// Bad query strings in the contract's shape.
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default()
+        .error_handler(|err, _| ApiError::BadRequest(format!("invalid query: {err}")).into())
+}
+
+/// Path segments that are not text (`%FF`) in the contract's shape.
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default()
+        .error_handler(|err, _| ApiError::BadRequest(format!("invalid path: {err}")).into())
+}
+
+/// Bad forms (the console's) in the contract's shape.
+pub fn form_config() -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default()
+        .limit(crate::startup::MAX_BODY)
+        .error_handler(|err, _| ApiError::BadRequest(format!("invalid form: {err}")).into())
 }
 
 /// 404 in the contract's shape for paths no route matches.

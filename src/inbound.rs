@@ -176,6 +176,23 @@ impl Inbound {
         out
     }
 
+    /// The opt-out confirmation of a staff opt-out: the goodbye of
+    /// `program` (else of the first short code's program), in the language
+    /// of the short code that serves it, sent from that short code.
+    pub fn staff_goodbye(&self, program: Option<&str>) -> Option<StaffGoodbye> {
+        let code = program
+            .and_then(|p| self.shortcodes.iter().find(|s| s.program == p))
+            .unwrap_or(&self.shortcodes[0]);
+        let name = program.unwrap_or(&code.program);
+        let p = self.programs.get(name)?;
+        Some(StaffGoodbye {
+            shortcode: code.code.clone(),
+            sender: code.sender.clone(),
+            program: name.to_owned(),
+            text: p.render(name, &code.code, ReplyKind::Goodbye, code.language),
+        })
+    }
+
     fn shortcode(&self, to: &str) -> &Shortcode {
         let digits = |s: &str| s.trim().trim_start_matches('+').to_owned();
         let to = digits(to);
@@ -521,6 +538,15 @@ impl Program {
             .or_else(|| Language::ALL.iter().find_map(|l| self.frequency.get(l)))
             .map_or("", String::as_str)
     }
+}
+
+/// A confirmation SMS for a staff opt-out, ready for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffGoodbye {
+    pub shortcode: String,
+    pub sender: String,
+    pub program: String,
+    pub text: String,
 }
 
 /// A message as the gateway gave it, checked and cleaned.

@@ -17,5 +17,6 @@ pub mod inbound;
 pub mod metrics;
 pub mod msisdn;
 pub mod routes;
+pub mod staff;
 pub mod startup;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use crate::error;
 use crate::gateways::Gateways;
 use crate::inbound::Inbound;
 use crate::metrics::{self, Metrics};
-use crate::routes::{health, webhooks};
+use crate::routes::{console, health, staff_auth, support, webhooks};
 
 /// Largest request body accepted (CONTRACT §4: 413 above it).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -50,6 +50,8 @@ impl Application {
                 .app_data(gateways.clone())
                 .app_data(inbound.clone())
                 .app_data(error::json_config())
+                .app_data(error::query_config())
+                .app_data(error::form_config())
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/metrics", web::get().to(health::metrics))
@@ -57,6 +59,36 @@ impl Application {
                 .route(
                     "/webhooks/{gateway}/status",
                     web::route().to(webhooks::status),
+                )
+                .route("/v1/openapi.json", web::get().to(support::openapi))
+                .service(
+                    web::scope("/v1")
+                        .wrap(middleware::from_fn(staff_auth::audit))
+                        .app_data(error::path_config())
+                        .route("/subscribers", web::get().to(support::list))
+                        .route("/subscribers/{number}", web::get().to(support::lookup))
+                        .route(
+                            "/subscribers/{number}/opt-out",
+                            web::post().to(support::opt_out),
+                        )
+                        .route("/consent-export", web::get().to(support::consent_export))
+                        .route("/stats", web::get().to(support::stats))
+                        .route("/tokens", web::post().to(support::create_token))
+                        .route("/tokens", web::get().to(support::list_tokens))
+                        .route("/tokens/{name}", web::delete().to(support::revoke_token))
+                        .default_service(web::to(error::not_found)),
+                )
+                .service(
+                    web::scope("/console")
+                        .wrap(middleware::from_fn(staff_auth::audit))
+                        .route("", web::get().to(console::index))
+                        .route("/", web::get().to(console::index))
+                        .route("/login", web::get().to(console::login_form))
+                        .route("/login", web::post().to(console::login))
+                        .route("/logout", web::post().to(console::logout))
+                        .route("/subscriber", web::get().to(console::subscriber))
+                        .route("/opt-out", web::post().to(console::opt_out))
+                        .default_service(web::to(error::not_found)),
                 )
                 .default_service(web::to(error::not_found))
         })

@@ -19,6 +19,18 @@ pub fn init() {
     };
 }
 
+/// For commands whose stdout is their answer (`token create`, `subscriber
+/// show`): logs go to stderr, warnings and worse unless `RUST_LOG` says
+/// otherwise.
+pub fn init_for_commands() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .try_init();
+}
+
 /// For tests: readable text through the test harness's capture, so logs
 /// show up only for failing tests. `RUST_LOG` sets the level (`warn`).
 pub fn init_for_tests() {

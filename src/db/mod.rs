@@ -8,6 +8,7 @@ use tokio_postgres::NoTls;
 
 pub mod inbound;
 pub mod outbox;
+pub mod support;
 
 mod migrations {
     refinery::embed_migrations!("sql");

@@ -3,8 +3,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod console;
 mod dispatch;
 mod gateways;
 mod health;
 mod schema;
+mod staff;
 mod webhooks;

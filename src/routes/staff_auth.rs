@@ -1,0 +1,166 @@
+//! Who is asking, and the audit trail of what they asked.
+//!
+//! [`Staff`] is an extractor: `Authorization: Bearer <token>`, looked up by
+//! its SHA-256 among active tokens (401 when missing, unknown or revoked).
+//! [`require`] turns a role too weak into 403. [`audit`] is middleware on
+//! `/v1` and `/console`: after each request it writes one `audit_log` row
+//! with the token, the endpoint's pattern, the number the handler looked
+//! at (see [`note_number`]) and the status.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use deadpool_postgres::{Object, Pool};
+use futures_util::future::LocalBoxFuture;
+
+use crate::db::support::{self as q, AuditEntry};
+use crate::error::ApiError;
+use crate::msisdn::Msisdn;
+use crate::staff::{bearer, hash_token, Role, Staff};
+
+/// A request that tried to authenticate and failed: audited too, as
+/// `unauthenticated`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthFailed;
+
+/// The number a request was about, for the audit row.
+#[derive(Debug, Clone)]
+struct AuditNumber(String);
+
+/// Records which number this request is about (for the audit log).
+pub fn note_number(req: &HttpRequest, msisdn: &Msisdn) {
+    req.extensions_mut()
+        .insert(AuditNumber(msisdn.as_str().to_owned()));
+}
+
+/// Records who is behind this request (for the audit log); the console
+/// calls it for its session's staff member.
+pub fn note_staff(req: &HttpRequest, staff: &Staff) {
+    req.extensions_mut().insert(staff.clone());
+}
+
+pub fn note_failed(req: &HttpRequest) {
+    req.extensions_mut().insert(AuthFailed);
+}
+
+/// 403 unless `staff` has at least `needed`.
+pub fn require(staff: &Staff, needed: Role) -> Result<(), ApiError> {
+    if staff.role.covers(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this needs the {needed} role; the token has {}",
+            staff.role
+        )))
+    }
+}
+
+/// A pooled connection, or 503.
+pub async fn client(pool: &Pool) -> Result<Object, ApiError> {
+    pool.get().await.map_err(|e| {
+        tracing::error!(error = %e, "no database connection");
+        ApiError::Unavailable
+    })
+}
+
+impl FromRequest for Staff {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let token = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer)
+                .map(str::to_owned);
+            let Some(token) = token else {
+                note_failed(&req);
+                return Err(ApiError::Unauthorized(
+                    "an `Authorization: Bearer <token>` header is required".into(),
+                ));
+            };
+            let pool = req
+                .app_data::<web::Data<Pool>>()
+                .ok_or(ApiError::Unavailable)?;
+            let client = client(pool).await?;
+            match q::authenticate(&client, &hash_token(&token)).await? {
+                Some(staff) => {
+                    note_staff(&req, &staff);
+                    Ok(staff)
+                }
+                None => {
+                    note_failed(&req);
+                    Err(ApiError::Unauthorized(
+                        "the token is unknown or revoked".into(),
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// Middleware: one `audit_log` row per staff request, written before the
+/// answer leaves. When it cannot be written, a read is refused with 503
+/// (nothing is disclosed unaudited); a write that already committed is
+/// answered as it happened, and the failure is logged.
+pub async fn audit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    // The request is read back from the response: cloning it before
+    // routing would stop the router from recording the matched resource.
+    let pool = req.app_data::<web::Data<Pool>>().cloned();
+    let res = next.call(req).await?;
+    let http = res.request().clone();
+    let (staff, failed, msisdn) = {
+        let ext = http.extensions();
+        (
+            ext.get::<Staff>().cloned(),
+            ext.get::<AuthFailed>().is_some(),
+            ext.get::<AuditNumber>().map(|n| n.0.clone()),
+        )
+    };
+    if staff.is_none() && !failed {
+        return Ok(res.map_into_left_body());
+    }
+    let endpoint = http
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let query = http.query_string();
+    let detail = (!query.is_empty()).then(|| serde_json::json!({ "query": query }));
+    let entry = AuditEntry {
+        token_id: staff.as_ref().map(|s| s.token_id),
+        actor: staff
+            .as_ref()
+            .map_or("unauthenticated", |s| s.name.as_str()),
+        method: http.method().as_str(),
+        endpoint: &endpoint,
+        msisdn: msisdn.as_deref(),
+        status: Some(res.status().as_u16() as i16),
+        detail,
+    };
+    let written = match &pool {
+        Some(pool) => match pool.get().await {
+            Ok(client) => q::audit(&client, &entry).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        None => Err("no pool".into()),
+    };
+    match written {
+        Ok(()) => Ok(res.map_into_left_body()),
+        Err(error) => {
+            tracing::error!(%error, endpoint, "audit row not written");
+            if http.method() == actix_web::http::Method::GET && res.status().is_success() {
+                let refused = ApiError::Unavailable.error_response();
+                Ok(ServiceResponse::new(http, refused).map_into_right_body())
+            } else {
+                Ok(res.map_into_left_body())
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! What the support API answers (and the console and the CLI show): plain
+//! data, serialised as JSON and described in the OpenAPI document.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Everything known about one number.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Subscriber {
+    /// E.164.
+    #[schema(example = "+6281234567890")]
+    pub msisdn: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// Each program the number has a state in.
+    pub programs: Vec<ProgramState>,
+    /// Inbound messages, state changes and replies, newest first.
+    pub timeline: Vec<TimelineItem>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<String>,
+}
+
+/// A number's state in one program and the evidence for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramState {
+    #[schema(example = "promo")]
+    pub program: String,
+    /// `none`, `pending`, `subscribed` or `unsubscribed`.
+    #[schema(example = "subscribed")]
+    pub state: String,
+    pub since: DateTime<Utc>,
+    pub consent: Evidence,
+}
+
+/// The ledger event that set a state, and the message that caused it
+/// (when a message did: for staff and provider opt-outs, the actor and
+/// reason say who and why).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Evidence {
+    pub event_id: i64,
+    /// `inbound`, `staff`, `provider` or `system`.
+    pub cause: String,
+    pub from_state: String,
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(example = "MAU")]
+    pub keyword: Option<String>,
+    /// The exact text received.
+    pub text: Option<String>,
+    pub gateway: Option<String>,
+    pub gateway_message_id: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// One entry of a number's timeline.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimelineItem {
+    /// A message the number sent.
+    Inbound {
+        id: i64,
+        at: DateTime<Utc>,
+        gateway: String,
+        gateway_message_id: String,
+        text: String,
+        action: Option<String>,
+        program: Option<String>,
+        keyword: Option<String>,
+    },
+    /// A ledger event.
+    StateChange {
+        id: i64,
+        at: DateTime<Utc>,
+        program: String,
+        from_state: String,
+        to_state: String,
+        cause: String,
+        actor: Option<String>,
+        reason: Option<String>,
+        inbound_message_id: Option<i64>,
+    },
+    /// A reply queued to the number, with its delivery status.
+    Reply {
+        id: String,
+        at: DateTime<Utc>,
+        kind: String,
+        program: Option<String>,
+        text: String,
+        sender: String,
+        /// `queued`, `sending`, `sent`, `delivered`, `undelivered`,
+        /// `failed`, `dead` or `cancelled`.
+        status: String,
+        attempts: i32,
+        last_error: Option<String>,
+        sent_at: Option<DateTime<Utc>>,
+        delivered_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl TimelineItem {
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            TimelineItem::Inbound { at, .. }
+            | TimelineItem::StateChange { at, .. }
+            | TimelineItem::Reply { at, .. } => *at,
+        }
+    }
+}
+
+/// A page of `GET /v1/subscribers`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriberPage {
+    pub items: Vec<SubscriberSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriberSummary {
+    pub msisdn: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub programs: Vec<ProgramBrief>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramBrief {
+    pub program: String,
+    pub state: String,
+    pub since: DateTime<Utc>,
+}
+
+/// The answer of a staff opt-out.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OptOutResult {
+    pub msisdn: String,
+    /// Programs that moved to `unsubscribed` (empty: already out).
+    pub changed: Vec<String>,
+    /// Whether a confirmation SMS was queued.
+    pub confirmation_queued: bool,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Stats {
+    /// Numbers per program and state.
+    pub programs: Vec<ProgramCounts>,
+    /// Opt-ins and opt-outs per day (UTC) over the last 30 days, all
+    /// programs together, oldest first, days without any included.
+    pub daily: Vec<DayCounts>,
+    /// The same per program (only days with activity).
+    pub daily_by_program: Vec<ProgramDayCounts>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ProgramCounts {
+    pub program: String,
+    pub none: i64,
+    pub pending: i64,
+    pub subscribed: i64,
+    pub unsubscribed: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DayCounts {
+    pub day: NaiveDate,
+    pub opt_ins: i64,
+    pub opt_outs: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgramDayCounts {
+    pub day: NaiveDate,
+    pub program: String,
+    pub opt_ins: i64,
+    pub opt_outs: i64,
+}
+
+/// A token as `GET /v1/tokens` and `keyward token list` show it (never
+/// the secret: it is not stored).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: super::Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The answer of `POST /v1/tokens`: the secret, shown this once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NewToken {
+    pub name: String,
+    pub role: super::Role,
+    #[schema(example = "kw_3q2-7wEXAMPLEexampleEXAMPLEexampleEXAMPLEex")]
+    pub token: String,
+}
+
+/// Renders a subscriber for a terminal: a heading, a table of programs
+/// with their evidence and the timeline. `colour` adds ANSI colours for
+/// states (only when stdout is a terminal).
+pub fn render_subscriber(s: &Subscriber, colour: bool) -> String {
+    use std::fmt::Write;
+    let paint = |state: &str| -> String {
+        if !colour {
+            return state.to_owned();
+        }
+        let code = match state {
+            "subscribed" => "32",
+            "unsubscribed" => "31",
+            "pending" => "33",
+            _ => "0",
+        };
+        format!("\x1b[{code}m{state}\x1b[0m")
+    };
+    let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", s.msisdn);
+    let _ = writeln!(out, "first seen  {}", time(&s.first_seen_at));
+    if let Some(t) = &s.last_inbound_at {
+        let _ = writeln!(out, "last text   {}", time(t));
+    }
+    let _ = writeln!(out);
+    let mut rows = vec![[
+        "PROGRAM".to_owned(),
+        "STATE".to_owned(),
+        "SINCE".to_owned(),
+        "EVIDENCE".to_owned(),
+    ]];
+    for p in &s.programs {
+        rows.push([
+            p.program.clone(),
+            p.state.clone(),
+            time(&p.since),
+            evidence_line(&p.consent),
+        ]);
+    }
+    table(&mut out, &rows, |col, cell| {
+        if col == 1 {
+            paint(cell)
+        } else {
+            cell.to_owned()
+        }
+    });
+    let _ = writeln!(out);
+    let mut rows = vec![[
+        "TIME".to_owned(),
+        "WHAT".to_owned(),
+        "PROGRAM".to_owned(),
+        "DETAIL".to_owned(),
+    ]];
+    for item in &s.timeline {
+        let (what, program, detail) = match item {
+            TimelineItem::Inbound {
+                text,
+                gateway,
+                gateway_message_id,
+                action,
+                program,
+                ..
+            } => (
+                "text in".to_owned(),
+                program.clone(),
+                format!(
+                    "{} ({}, {} {})",
+                    quoted(text),
+                    action.as_deref().unwrap_or("-"),
+                    gateway,
+                    gateway_message_id
+                ),
+            ),
+            TimelineItem::StateChange {
+                program,
+                from_state,
+                to_state,
+                cause,
+                actor,
+                reason,
+                ..
+            } => {
+                let mut d = format!("{from_state} -> {to_state} by {cause}");
+                if let Some(a) = actor {
+                    let _ = write!(d, " ({a})");
+                }
+                if let Some(r) = reason {
+                    let _ = write!(d, ": {}", quoted(r));
+                }
+                ("state".to_owned(), Some(program.clone()), d)
+            }
+            TimelineItem::Reply {
+                kind,
+                program,
+                text,
+                status,
+                last_error,
+                ..
+            } => {
+                let mut d = format!("{kind}, {status}: {}", quoted(text));
+                if let Some(e) = last_error {
+                    let _ = write!(d, " [{}]", one_line(e));
+                }
+                ("reply".to_owned(), program.clone(), d)
+            }
+        };
+        rows.push([
+            time(&item.at()),
+            what,
+            program.unwrap_or_else(|| "-".into()),
+            detail,
+        ]);
+    }
+    table(&mut out, &rows, |_, cell| cell.to_owned());
+    if s.next_before.is_some() {
+        let _ = writeln!(out, "(older entries not shown)");
+    }
+    out
+}
+
+fn evidence_line(e: &Evidence) -> String {
+    match (&e.text, &e.gateway) {
+        (Some(text), Some(gateway)) => format!(
+            "{} via {gateway} {} at {}",
+            quoted(text),
+            e.gateway_message_id.as_deref().unwrap_or("-"),
+            e.received_at
+                .unwrap_or(e.effective_at)
+                .format("%Y-%m-%d %H:%M:%S")
+        ),
+        _ => {
+            let mut s = format!("{} {}", e.cause, e.actor.as_deref().unwrap_or("-"));
+            if let Some(r) = &e.reason {
+                s.push_str(": ");
+                s.push_str(&quoted(r));
+            }
+            s
+        }
+    }
+}
+
+/// A text as one terminal-safe line: control characters (an ANSI escape
+/// in a stored SMS, say) are shown escaped, never interpreted.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", one_line(s))
+}
+
+fn table(out: &mut String, rows: &[[String; 4]], style: impl Fn(usize, &str) -> String) {
+    use std::fmt::Write;
+    let width = |c: &str| c.chars().count();
+    let mut widths = [0usize; 4];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(width(cell));
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(&style(i, cell));
+            if i + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[i] - width(cell) + 2));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sample() -> Subscriber {
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        Subscriber {
+            msisdn: "+6281234567890".into(),
+            first_seen_at: t,
+            last_inbound_at: Some(t),
+            programs: vec![ProgramState {
+                program: "promo".into(),
+                state: "subscribed".into(),
+                since: t,
+                consent: Evidence {
+                    event_id: 1,
+                    cause: "inbound".into(),
+                    from_state: "none".into(),
+                    effective_at: t,
+                    recorded_at: t,
+                    keyword: Some("MAU".into()),
+                    text: Some("mau\x1b[2J".into()),
+                    gateway: Some("generic".into()),
+                    gateway_message_id: Some("gw-1".into()),
+                    received_at: Some(t),
+                    actor: None,
+                    reason: None,
+                },
+            }],
+            timeline: vec![TimelineItem::StateChange {
+                id: 1,
+                at: t,
+                program: "promo".into(),
+                from_state: "none".into(),
+                to_state: "subscribed".into(),
+                cause: "inbound".into(),
+                actor: None,
+                reason: None,
+                inbound_message_id: Some(1),
+            }],
+            next_before: None,
+        }
+    }
+
+    #[test]
+    fn the_terminal_table_shows_state_evidence_and_timeline_without_colour_when_asked() {
+        let text = render_subscriber(&sample(), false);
+        assert!(text.starts_with("+6281234567890\n"));
+        assert!(text.contains("promo    subscribed"), "{text}");
+        assert!(
+            text.contains("\"mau\\u{1b}[2J\" via generic gw-1"),
+            "{text}"
+        );
+        assert!(text.contains("none -> subscribed by inbound"), "{text}");
+        assert!(!text.contains('\x1b'), "no raw escapes: {text}");
+    }
+
+    #[test]
+    fn colour_is_only_added_around_states() {
+        let text = render_subscriber(&sample(), true);
+        assert!(text.contains("\x1b[32msubscribed\x1b[0m"));
+    }
+}

@@ -47,5 +47,5 @@ $$;
 -- Delivery receipts only move a reply forward: a late 'sent' never
 -- overwrites 'delivered'.
 CREATE FUNCTION outbox_rank(s outbox_status) RETURNS integer
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT CASE s WHEN 'queued' THEN 0 WHEN 'sending' THEN 1 WHEN 'sent' THEN 2 ELSE 3 END $$;

@@ -125,6 +125,20 @@ impl Rig {
             .collect()
     }
 
+    /// Seconds until the (only) reply's next attempt.
+    async fn seconds_until_next_attempt(&self) -> f64 {
+        self.app
+            .db()
+            .await
+            .query_one(
+                "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM outbox",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     async fn make_due(&self) {
         self.app
             .db()
@@ -337,17 +351,7 @@ async fn transient_errors_are_retried_with_backoff_and_then_dead() {
     let row = &rig.outbox().await[0];
     assert_eq!((row.1.as_str(), row.2), ("queued", 1));
     assert!(row.3.as_deref().unwrap().contains("500"), "{row:?}");
-    let wait: f64 = rig
-        .app
-        .db()
-        .await
-        .query_one(
-            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM outbox",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let wait = rig.seconds_until_next_attempt().await;
     assert!(
         (25.0..=61.0).contains(&wait),
         "backoff of base 60 s with jitter: {wait}"
@@ -356,17 +360,7 @@ async fn transient_errors_are_retried_with_backoff_and_then_dead() {
 
     rig.make_due().await;
     rig.dispatch().await;
-    let wait: f64 = rig
-        .app
-        .db()
-        .await
-        .query_one(
-            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM outbox",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let wait = rig.seconds_until_next_attempt().await;
     assert!(
         (110.0..=121.0).contains(&wait),
         "Retry-After is honoured: {wait}"

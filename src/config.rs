@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".keyward";
+/// The outbox's limit on a reply's length (sql/V1__schema.sql).
+pub const MAX_REPLY_CHARS: usize = 1600;
 const SENDERS: [&str; 9] = [
     "twilio", "vonage", "plivo", "telnyx", "infobip", "kannel", "jasmin", "generic", "log",
 ];
@@ -646,6 +648,20 @@ impl Settings {
             }
         }
         if problems.is_empty() {
+            // Every reply as it will be sent must fit the outbox (1,600
+            // characters, ten concatenated segments): a longer one could
+            // never be stored, and its inbound message would be refused
+            // (503) on every retry.
+            for (program, lang, kind, text) in crate::inbound::Inbound::new(self).sample_replies() {
+                let len = text.chars().count();
+                if len > MAX_REPLY_CHARS {
+                    problems.push(format!(
+                        "programs `{program}`: the {lang} {kind} reply is {len} characters; at most {MAX_REPLY_CHARS}"
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(problems))
@@ -836,6 +852,26 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_reply_longer_than_the_outbox_takes_is_refused() {
+        let long = format!(
+            r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = {{ en = "weekly" }}
+            [programs.replies.en]
+            help = "{} {{stop}}"
+        "#,
+            "x".repeat(1700)
+        );
+        let err = from_toml(&long, &[]).expect_err("too long").to_string();
+        assert!(err.contains("en help reply is"), "{err}");
     }
 
     #[test]

@@ -186,8 +186,12 @@ fn read(params: &[(String, String)]) -> Result<Item, String> {
     if part > total {
         return Err("`concat-part` is greater than `concat-total`".into());
     }
+    let reference = required(params, "concat-ref")?;
+    if reference.len() > 64 {
+        return Err("`concat-ref` is longer than 64 characters".into());
+    }
     Ok(Item::Part(Part {
-        reference: required(params, "concat-ref")?.to_owned(),
+        reference: reference.to_owned(),
         total,
         number: part,
         sms,
@@ -324,5 +328,15 @@ mod tests {
         let mut bad = p.clone();
         bad.retain(|(k, _)| k != "concat-part");
         assert!(read(&bad).is_err());
+        let mut long_ref = p.clone();
+        long_ref
+            .iter_mut()
+            .find(|(k, _)| k == "concat-ref")
+            .unwrap()
+            .1 = "r".repeat(65);
+        assert!(
+            read(&long_ref).is_err(),
+            "refused here, not by a database CHECK"
+        );
     }
 }

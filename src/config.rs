@@ -557,6 +557,7 @@ impl Settings {
             }
         }
         let mut codes = std::collections::BTreeSet::new();
+        let senders = crate::gateways::Senders::from_settings(self);
         for (i, s) in self.shortcodes.iter().enumerate() {
             let at = format!("shortcodes[{i}] `{}`", s.code);
             if s.code.is_empty() || s.code.len() > 32 {
@@ -576,6 +577,12 @@ impl Settings {
                     "{at}: reply_via `{}` is not one of {}",
                     s.reply_via,
                     SENDERS.join(", ")
+                ));
+            } else if senders.get(&s.reply_via).is_none() {
+                // Otherwise every reply would fail at send time, for good.
+                problems.push(format!(
+                    "{at}: reply_via `{0}` cannot send: configure [gateways.{0}] with its sending credentials",
+                    s.reply_via
                 ));
             }
             if !["id", "en", "ru"].contains(&s.language.as_str()) {
@@ -872,6 +879,31 @@ mod tests {
         );
         let err = from_toml(&long, &[]).expect_err("too long").to_string();
         assert!(err.contains("en help reply is"), "{err}");
+    }
+
+    #[test]
+    fn a_short_code_must_reply_through_a_sender_that_can_send() {
+        let text = r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            reply_via = "kannel"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = { en = "weekly" }
+            [gateways.kannel]
+            secret = "kannel-secret-0123456789"
+        "#;
+        let err = from_toml(text, &[])
+            .expect_err("no sendsms_url")
+            .to_string();
+        assert!(err.contains("reply_via `kannel` cannot send"), "{err}");
+        let fixed = text.replace(
+            "secret = \"kannel-secret-0123456789\"",
+            "secret = \"kannel-secret-0123456789\"\nsendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"",
+        );
+        from_toml(&fixed, &[]).expect("valid with a sendsms_url");
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// An optional query parameter through its parser; a bad value is a 400.
+fn optional<T>(
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, ApiError> {
+    value.map(parse).transpose().map_err(ApiError::BadRequest)
+}
+
 /// Numbers in E.164 order, with their states; keyset paginated.
 #[utoipa::path(
     get, path = "/v1/subscribers", tag = "subscribers",
@@ -102,27 +110,13 @@ pub async fn list(
     query: web::Query<ListQuery>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    let program = query
-        .program
-        .as_deref()
-        .map(staff::program_name)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
-    let state = query
-        .state
-        .as_deref()
-        .map(|s| {
-            s.parse::<State>()
-                .map(State::as_str)
-                .map_err(|_| ApiError::BadRequest(format!("`{}` is not a state", clip(s))))
-        })
-        .transpose()?;
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(staff::list_cursor)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
+    let program = optional(query.program.as_deref(), staff::program_name)?;
+    let state = optional(query.state.as_deref(), |s| {
+        s.parse::<State>()
+            .map(State::as_str)
+            .map_err(|_| format!("`{}` is not a state", clip(s)))
+    })?;
+    let cursor = optional(query.cursor.as_deref(), staff::list_cursor)?;
     let limit = staff::page_limit(query.limit, 100, 1000).map_err(ApiError::BadRequest)?;
     let client = client(&pool).await?;
     let page = q::list(&client, program.as_deref(), state, cursor.as_deref(), limit).await?;
@@ -298,18 +292,8 @@ pub async fn consent_export(
     query: web::Query<ExportQuery>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    let program = query
-        .program
-        .as_deref()
-        .map(staff::program_name)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
-    let since = query
-        .since
-        .as_deref()
-        .map(staff::parse_since)
-        .transpose()
-        .map_err(ApiError::BadRequest)?;
+    let program = optional(query.program.as_deref(), staff::program_name)?;
+    let since = optional(query.since.as_deref(), staff::parse_since)?;
     let pool = pool.into_inner();
     struct Cursor {
         after: i64,

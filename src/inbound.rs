@@ -193,12 +193,16 @@ impl Inbound {
         })
     }
 
+    /// The short code a message was sent to (`3344`, `+3344`); the first
+    /// configured one when none matches.
     fn shortcode(&self, to: &str) -> &Shortcode {
-        let digits = |s: &str| s.trim().trim_start_matches('+').to_owned();
-        let to = digits(to);
+        fn bare(s: &str) -> &str {
+            s.trim().trim_start_matches('+')
+        }
+        let to = bare(to);
         self.shortcodes
             .iter()
-            .find(|s| digits(&s.code) == to)
+            .find(|s| bare(&s.code) == to)
             .unwrap_or(&self.shortcodes[0])
     }
 

@@ -88,7 +88,7 @@ impl Gateway for Generic {
         let raw: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
             WebhookError::BadRequest(format!("invalid JSON: {}", clip(&e.to_string(), 120)))
         })?;
-        let payload: Payload = serde_json::from_value(raw.clone()).map_err(|e| {
+        let payload = Payload::deserialize(&raw).map_err(|e| {
             WebhookError::BadRequest(format!("unexpected JSON: {}", clip(&e.to_string(), 120)))
         })?;
         let need = |v: Option<String>, name: &str| {

@@ -100,7 +100,7 @@ pub async fn load_facts(
 pub async fn lock_subscriber(client: &impl GenericClient, msisdn: &str) -> Result<(), DbError> {
     let stmt = client
         .prepare_cached(
-            "INSERT INTO subscribers (msisdn) VALUES ($1)
+            "INSERT INTO subscribers (msisdn) VALUES ($1::text)
              ON CONFLICT (msisdn) DO UPDATE SET msisdn = EXCLUDED.msisdn",
         )
         .await?;
@@ -244,7 +244,7 @@ pub async fn store_part(
         .prepare_cached(
             "INSERT INTO inbound_parts
                  (gateway, gateway_message_id, msisdn, reference, total, part, text, sent_at, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             VALUES ($1::text, $2::text, $3::text, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (gateway, gateway_message_id) DO NOTHING",
         )
         .await?;

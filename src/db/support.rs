@@ -114,7 +114,7 @@ pub async fn audit(client: &impl GenericClient, e: &AuditEntry<'_>) -> Result<()
     let stmt = client
         .prepare_cached(
             "INSERT INTO audit_log (token_id, actor, method, endpoint, msisdn, status, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5::text, $6, $7)",
         )
         .await?;
     client
@@ -356,7 +356,7 @@ pub async fn subscriber(
 
 const LIST: &str = "
     SELECT b.msisdn, b.first_seen_at,
-           COALESCE(array_agg(s.program ORDER BY s.program) FILTER (WHERE s.program IS NOT NULL), '{}'),
+           COALESCE(array_agg(s.program::text ORDER BY s.program) FILTER (WHERE s.program IS NOT NULL), '{}'),
            COALESCE(array_agg(s.state::text ORDER BY s.program) FILTER (WHERE s.program IS NOT NULL), '{}'),
            COALESCE(array_agg(s.since ORDER BY s.program) FILTER (WHERE s.program IS NOT NULL), '{}')
       FROM (

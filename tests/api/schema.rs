@@ -36,7 +36,7 @@ async fn record_opt_in(client: &tokio_postgres::Client, number: &str) -> i64 {
     let inbound: i64 = client
         .query_one(
             "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
-             VALUES ('generic', $1, $2, '3344', 'MAU', '{}') RETURNING id",
+             VALUES ('generic', $1::text, $2::text, '3344', 'MAU', '{}') RETURNING id",
             &[&format!("gw-{number}"), &number],
         )
         .await
@@ -46,7 +46,7 @@ async fn record_opt_in(client: &tokio_postgres::Client, number: &str) -> i64 {
         .query_one(
             "INSERT INTO subscription_events
                  (msisdn, program, from_state, to_state, cause, inbound_message_id, effective_at)
-             VALUES ($1, 'promo', 'none', 'subscribed', 'inbound', $2, now()) RETURNING id",
+             VALUES ($1::text, 'promo', 'none', 'subscribed', 'inbound', $2, now()) RETURNING id",
             &[&number, &inbound],
         )
         .await
@@ -145,7 +145,7 @@ async fn a_gateway_message_id_is_stored_once_per_gateway() {
     let client = connect(&fresh_database().await).await;
     let insert =
         "INSERT INTO inbound_messages (gateway, gateway_message_id, msisdn, shortcode, text, raw)
-                  VALUES ($1, 'same-id', '+6281234567890', '3344', 'MAU', '{}')";
+                  VALUES ($1::text, 'same-id', '+6281234567890', '3344', 'MAU', '{}')";
     client.execute(insert, &[&"generic"]).await.unwrap();
     client
         .execute(insert, &[&"twilio"])
@@ -158,5 +158,101 @@ async fn a_gateway_message_id_is_stored_once_per_gateway() {
     assert_eq!(
         dup.as_db_error().unwrap().constraint(),
         Some("inbound_messages_gateway_id_key")
+    );
+}
+
+/// The `msisdn` and `program_name` domains are written without regular
+/// expressions (for speed); they must accept exactly what the patterns
+/// they replace accept.
+#[tokio::test]
+async fn the_number_and_program_domains_match_their_patterns() {
+    let client = connect(&fresh_database().await).await;
+    let msisdn = regex::Regex::new(r"^\+[1-9][0-9]{6,14}$").unwrap();
+    let program = regex::Regex::new(r"^[a-z0-9][a-z0-9_-]{0,63}$").unwrap();
+
+    let mut candidates: Vec<String> = [
+        "",
+        "+",
+        "+1",
+        "+123456",
+        "+1234567",
+        "+123456789012345",
+        "+1234567890123456",
+        "+0123456789",
+        "++123456789",
+        "+12345678 9",
+        "+12345678+9",
+        "123456789",
+        "+١٢٣٤٥٦٧٨٩",
+        "+12345678a",
+        " +123456789",
+        "promo",
+        "p",
+        "-promo",
+        "_promo",
+        "promo-2_b",
+        "Promo",
+        "promo!",
+        "prómo",
+        "0",
+        "9abc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    candidates.push("a".repeat(64));
+    candidates.push("a".repeat(65));
+    // Random strings over the characters that matter, of every length
+    // around the limits (a fixed seed, so a failure repeats).
+    let alphabet: Vec<char> = "+0123456789az-_A é".chars().collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..1500 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 18) as usize;
+        let mut s = String::new();
+        let mut x = seed;
+        for i in 0..len {
+            // Mostly digits after a leading '+', so that valid numbers occur.
+            let pick = if i == 0 && x % 3 > 0 {
+                '+'
+            } else if x % 4 > 0 {
+                char::from(b'0' + (x % 10) as u8)
+            } else {
+                alphabet[(x % alphabet.len() as u64) as usize]
+            };
+            s.push(pick);
+            x = x.rotate_right(5).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        }
+        candidates.push(s);
+    }
+
+    let (mut numbers_ok, mut programs_ok) = (0, 0);
+    for value in &candidates {
+        let as_msisdn = client.query_one("SELECT $1::text::msisdn", &[value]).await;
+        assert_eq!(
+            as_msisdn.is_ok(),
+            msisdn.is_match(value),
+            "msisdn domain vs pattern for {value:?}"
+        );
+        numbers_ok += usize::from(as_msisdn.is_ok());
+        let as_program = client
+            .query_one("SELECT $1::text::program_name", &[value])
+            .await;
+        assert_eq!(
+            as_program.is_ok(),
+            program.is_match(value),
+            "program_name domain vs pattern for {value:?}"
+        );
+        programs_ok += usize::from(as_program.is_ok());
+    }
+    assert!(
+        numbers_ok > 100,
+        "the sample holds valid numbers: {numbers_ok}"
+    );
+    assert!(
+        programs_ok > 10,
+        "the sample holds valid programs: {programs_ok}"
     );
 }

@@ -331,7 +331,7 @@ async fn listing_stays_correct_while_numbers_are_added() {
         tokio::spawn(async move {
             for g in 1..=300 {
                 let n = format!("+628120000{:04}", g * 2 - 1);
-                db.execute("INSERT INTO subscribers (msisdn) VALUES ($1)", &[&n])
+                db.execute("INSERT INTO subscribers (msisdn) VALUES ($1::text)", &[&n])
                     .await
                     .unwrap();
                 tokio::task::yield_now().await;

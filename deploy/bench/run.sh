@@ -75,6 +75,9 @@ SOCKET=$(cat "$WORK/data/POSTGRES_LOCATION" 2>/dev/null | head -1 || true)
 [ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 inbound_rows() { "${PSQL[@]}" -c "SELECT count(*) FROM inbound_messages"; }
+# Every measurement starts right after a checkpoint, so none of them pays
+# for one mid-run (and the full-page writes after it) while another does not.
+settle() { "${PSQL[@]}" -c "CHECKPOINT"; }
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
 # One pgbench script per kind of message, weighted like the request mix.
@@ -110,6 +113,7 @@ measure_keyward() { # label path kind connections
     python3 $BENCH/gen_requests.py "$kind" 300000 \
         "$([ "$kind" = generic ] && echo $SECRET || echo $TWILIO_TOKEN)" "$URL$path" > "$WORK/requests.tsv"
     local before after out
+    settle
     before=$(inbound_rows)
     local cpu_kw0 cpu_pg0 cpu_kw1 cpu_pg1
     cpu_kw0=$(cpu_seconds "$SERVE"); cpu_pg0=$(cpu_seconds "$POSTMASTER")
@@ -129,6 +133,7 @@ measure_keyward() { # label path kind connections
 }
 measure_pgbench() { # label connections
     local out tps
+    settle
     out=$("$PGBIN/pgbench" -n -M prepared -c "$2" -j 2 -T "$SECS" -h "$SOCKET" -p 5432 -U keyward \
         -f "$WORK/opt_in.sql@35" -f "$WORK/opt_out.sql@30" -f "$WORK/help.sql@15" -f "$WORK/unknown.sql@20" \
         postgres 2>&1)

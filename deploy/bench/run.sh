@@ -14,7 +14,10 @@
 #    keyward_apply_inbound, in the same mix) on the same database at the
 #    same concurrency: the ceiling;
 # 4. prints throughput, p50/p99 and keyward/ceiling, counts non-2xx
-#    answers, and checks the database holds one inbound row per 200.
+#    answers, and checks the database holds one inbound row per 200;
+# 5. sends the replies those runs queued with `keyward dispatch` through
+#    the generic sender to a local sink (deploy/bench/sink.py) and prints
+#    replies per second (BENCH_DISPATCH_WORKERS, default 4).
 # Loopback only, bounded in time; every process it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,8 +33,9 @@ PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/
 
 WORK=$(mktemp -d /tmp/keyward-bench-XXXXXX)
 chmod 755 "$WORK"
-SERVE=""
+SERVE="" SINK="" DISPATCH=""
 cleanup() {
+    for pid in $DISPATCH $SINK; do kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     [ -n "$SERVE" ] && kill -INT "$SERVE" 2>/dev/null && wait "$SERVE" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -157,6 +161,42 @@ done
 echo "keyward twilio, 64 connections, ${SECS}s…"
 measure_keyward "twilio-64" /webhooks/twilio twilio 64
 
+# The dispatcher, the same way: the replies the runs above queued are sent
+# by `keyward dispatch` (its own process, on the same database) through the
+# generic sender to a local sink, for the same time.
+DISPATCH_WORKERS=${BENCH_DISPATCH_WORKERS:-4}
+SINK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 $BENCH/sink.py "$SINK_PORT" "$WORK/sink.count" & SINK=$!
+sed -e "s|^reply_url = .*|reply_url = \"http://127.0.0.1:$SINK_PORT/sms\"|" \
+    -e "s|^workers = 0 .*|workers = $DISPATCH_WORKERS|" "$WORK/keyward.toml" > "$WORK/dispatch.toml"
+sent() { "${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'sent'"; }
+queued=$("${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'queued'")
+echo "keyward dispatch, $DISPATCH_WORKERS workers, ${SECS}s ($queued replies queued)…"
+settle
+sent0=$(sent)
+cpu_pg0=$(cpu_seconds "$POSTMASTER"); t0=$(date +%s.%N)
+RUST_LOG=warn KEYWARD_CONFIG="$WORK/dispatch.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
+    target/release/keyward dispatch > "$WORK/dispatch.log" 2>&1 & DISPATCH=$!
+sleep "$SECS"
+cpu_kw=$(cpu_seconds "$DISPATCH")
+kill -INT "$DISPATCH"; wait "$DISPATCH" || true
+t1=$(date +%s.%N); cpu_pg1=$(cpu_seconds "$POSTMASTER")
+cpu_sink=$(cpu_seconds "$SINK")
+kill -TERM "$SINK"; wait "$SINK" || true
+sent1=$(sent)
+replies=$((sent1 - sent0))
+answered=$(cat "$WORK/sink.count")
+DISPATCH_LINE=$(python3 -c "
+r, secs = $replies, $t1 - $t0
+print(f'{r / secs:.0f} replies/s ({r} sent in {secs:.1f} s, the sink answered $answered); '
+      f'CPU per reply: keyward {$cpu_kw / r * 1e6:.0f} µs, PostgreSQL {($cpu_pg1 - $cpu_pg0) / r * 1e6:.0f} µs, '
+      f'sink {$cpu_sink / r * 1e6:.0f} µs' if r else 'no reply was sent')")
+# Every reply marked sent was answered by the sink; the sink may have
+# answered a few more whose result the stopping dispatcher had not stored.
+if [ "$replies" -le 0 ] || [ "$answered" -lt "$replies" ]; then
+    DISPATCH_LINE="$DISPATCH_LINE — MISMATCH"; DISPATCH_FAILED=1
+fi
+
 echo
 echo "pgbench tps: ${RESULT[pgbench-pool]} at $POOL clients, ${RESULT[pgbench-16]} at 16, ${RESULT[pgbench-64]} at 64"
 printf '%-18s %8s %7s %7s %9s %6s %8s %s\n' run "req/s" "p50 ms" "p99 ms" ceiling ratio non-2xx "stored vs 200s"
@@ -177,4 +217,6 @@ for label in generic-16 generic-64 twilio-64; do
     [ "$exhausted" = 0 ] || echo "  (ran out of pre-signed requests: $exhausted probes; raise the count)"
     [ "$errs" = 0 ] || echo "  ($errs socket errors)"
 done
+echo "dispatcher ($DISPATCH_WORKERS workers): $DISPATCH_LINE"
+[ -z "${DISPATCH_FAILED:-}" ] || status=1
 exit $status

@@ -623,3 +623,43 @@ async fn on_shutdown_an_in_flight_send_finishes_and_is_recorded() {
         "the send in flight was finished and recorded"
     );
 }
+
+/// With a campaign's worth of replies queued, a claim reads the head of the
+/// queue from its index instead of sorting the whole backlog (which made
+/// every claim cost time in proportion to the backlog).
+#[tokio::test]
+async fn a_claim_reads_only_the_head_of_a_large_backlog() {
+    let pool = keyward::db::pool(fresh_database().await, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, next_attempt_at)
+             SELECT '+62812' || lpad(g::text, 7, '0'), '3344', 'hello', 'generic', 'welcome',
+                    'promo', now() - g * interval '1 second'
+               FROM generate_series(1, 20000) g;
+             ANALYZE outbox;",
+        )
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            &format!("EXPLAIN {}", keyward::db::outbox::CLAIM),
+            &[&"planner", &32_i64, &60.0_f64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(!plan.contains("Sort"), "{plan}");
+
+    // And it takes the longest-waiting replies first.
+    let claimed = keyward::db::outbox::claim(&client, "me", 3, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut numbers: Vec<&str> = claimed.iter().map(|c| c.msisdn.as_str()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["+628120019998", "+628120019999", "+628120020000"]);
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# PostgreSQL's instructions per inbound message, counted by callgrind: a
+# figure that does not drift with the machine's load, for judging schema
+# and SQL changes.
+#
+#   deploy/bench/callgrind.sh [messages] [extra.sql]
+#
+# Starts a throwaway PostgreSQL under `valgrind --tool=callgrind`, applies
+# sql/V*.sql (and extra.sql, to try a change before writing a migration),
+# runs the inbound mix of run.sh with pgbench on one connection, and prints
+# the instructions that connection's server process executed per message,
+# plus the functions that dominate (callgrind_annotate). Everything runs
+# under /tmp and is removed at the end; run as root, PostgreSQL runs as
+# the `postgres` user.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-1000}
+EXTRA=${2:-}
+command -v valgrind >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
+PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+WORK=$(mktemp -d /tmp/keyward-callgrind-XXXXXX)
+chmod 755 "$WORK"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+cleanup() {
+    # valgrind runs in the server's own process, so postmaster.pid names it.
+    if [ -f "$WORK/pgdata/postmaster.pid" ]; then
+        kill -INT "$(head -1 "$WORK/pgdata/postmaster.pid")" 2>/dev/null || true
+        wait 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U keyward -A trust >/dev/null
+as_pg mkdir "$WORK/cg"
+as_pg valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK/cg/%p" \
+    "$PGBIN/postgres" -D "$WORK/pgdata" -c listen_addresses= -c unix_socket_directories="$WORK" \
+    -c autovacuum=off > "$WORK/postgres.log" 2>&1 &
+PSQL=("$PGBIN/psql" -qX -v ON_ERROR_STOP=1 -h "$WORK" -U keyward -d postgres)
+for _ in $(seq 120); do "${PSQL[@]}" -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
+for f in sql/V*.sql $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; done
+
+# The same scripts as run.sh, built from the same template.
+WELCOME="'Toko Maju: Anda berlangganan promo (2-4 SMS per bulan). Untuk berhenti, balas UNSUBSCRIBE ke 3344. Untuk bantuan, balas BANTUAN.'"
+mkscript() {
+    sed -e "s|@ACTION@|$2|g" -e "s|@STATE@|$3|g" -e "s|@OUTCOME@|$4|g" \
+        -e "s|@PROGRAMS@|$5|g" -e "s|@FROM@|$6|g" -e "s|@TO@|$7|g" \
+        -e "s|@REPLY_KIND@|$8|g" -e "s|@REPLY_TEXT@|$9|g" -e "s|@TEXT@|${10}|g" \
+        deploy/bench/inbound.pgbench.sql.in > "$WORK/$1.sql"
+}
+mkscript opt_in opt_in subscribed applied "ARRAY['promo']" "ARRAY['none']" "ARRAY['subscribed']" "'welcome'" "$WELCOME" MAU
+mkscript opt_out opt_out unsubscribed applied "ARRAY['promo']" "ARRAY['subscribed']" "ARRAY['unsubscribed']" "'goodbye'" "$WELCOME" UNSUBSCRIBE
+mkscript help help none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "'help'" "$WELCOME" HELP
+mkscript unknown unknown none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "NULL" "NULL" "halo kak"
+mix() { # transactions seed
+    "$PGBIN/pgbench" -n -M prepared -c 1 -t "$1" --random-seed="$2" -h "$WORK" -U keyward \
+        -f "$WORK/opt_in.sql@35" -f "$WORK/opt_out.sql@30" -f "$WORK/help.sql@15" \
+        -f "$WORK/unknown.sql@20" postgres 2>&1 | grep -E 'failed transactions: [1-9]' && exit 1 || true
+}
+mix 200 1                 # the tables are not empty when counting starts
+before=$(ls "$WORK/cg")
+mix "$N" 2
+sleep 2                   # the connection's process writes its profile as it exits
+best=0 file=""
+for f in $(comm -13 <(echo "$before") <(ls "$WORK/cg")); do
+    n=$(grep -m1 '^totals:' "$WORK/cg/$f" | awk '{print $2}' || true)
+    if [ -n "$n" ] && [ "$n" -gt "$best" ]; then best=$n file=$f; fi
+done
+[ -n "$file" ] || { echo "no profile of the benchmark connection" >&2; exit 1; }
+echo "PostgreSQL: $((best / N)) instructions per message ($N messages, one connection${EXTRA:+, with $EXTRA})"
+# Where they go (inclusive: a function with everything it calls).
+callgrind_annotate --inclusive=yes "$WORK/cg/$file" 2>/dev/null | python3 -c '
+import re, sys
+n = int(sys.argv[1])
+wanted = ["PortalStart", "plpgsql_call_handler", "ExecInitNode", "ExecConstraints",
+          "ExecInsertIndexTuples", "RI_FKey_check_ins", "CommitTransactionCommand"]
+seen = {}
+for line in sys.stdin:
+    m = re.match(r"\s*([\d,]+) \(.*?\)\s+\S*?:(\w+) \[", line)
+    if m and m.group(2) in wanted and m.group(2) not in seen:
+        seen[m.group(2)] = int(m.group(1).replace(",", "")) // n
+for name in wanted:
+    if name in seen:
+        print(f"  {name:<26} {seen[name]:>9,} per message")
+' "$N"

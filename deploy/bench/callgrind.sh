@@ -41,22 +41,12 @@ PSQL=("$PGBIN/psql" -qX -v ON_ERROR_STOP=1 -h "$WORK" -U keyward -d postgres)
 for _ in $(seq 120); do "${PSQL[@]}" -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
 for f in sql/V*.sql $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; done
 
-# The same scripts as run.sh, built from the same template.
-WELCOME="'Toko Maju: Anda berlangganan promo (2-4 SMS per bulan). Untuk berhenti, balas UNSUBSCRIBE ke 3344. Untuk bantuan, balas BANTUAN.'"
-mkscript() {
-    sed -e "s|@ACTION@|$2|g" -e "s|@STATE@|$3|g" -e "s|@OUTCOME@|$4|g" \
-        -e "s|@PROGRAMS@|$5|g" -e "s|@FROM@|$6|g" -e "s|@TO@|$7|g" \
-        -e "s|@REPLY_KIND@|$8|g" -e "s|@REPLY_TEXT@|$9|g" -e "s|@TEXT@|${10}|g" \
-        deploy/bench/inbound.pgbench.sql.in > "$WORK/$1.sql"
-}
-mkscript opt_in opt_in subscribed applied "ARRAY['promo']" "ARRAY['none']" "ARRAY['subscribed']" "'welcome'" "$WELCOME" MAU
-mkscript opt_out opt_out unsubscribed applied "ARRAY['promo']" "ARRAY['subscribed']" "ARRAY['unsubscribed']" "'goodbye'" "$WELCOME" UNSUBSCRIBE
-mkscript help help none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "'help'" "$WELCOME" HELP
-mkscript unknown unknown none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "NULL" "NULL" "halo kak"
+# The same scripts as run.sh.
+. deploy/bench/mix.sh
+write_mix "$WORK"
 mix() { # transactions seed
     "$PGBIN/pgbench" -n -M prepared -c 1 -t "$1" --random-seed="$2" -h "$WORK" -U keyward \
-        -f "$WORK/opt_in.sql@35" -f "$WORK/opt_out.sql@30" -f "$WORK/help.sql@15" \
-        -f "$WORK/unknown.sql@20" postgres 2>&1 | grep -E 'failed transactions: [1-9]' && exit 1 || true
+        "${MIX_ARGS[@]}" postgres 2>&1 | grep -E 'failed transactions: [1-9]' && exit 1 || true
 }
 mix 200 1                 # the tables are not empty when counting starts
 before=$(ls "$WORK/cg")

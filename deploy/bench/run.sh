@@ -85,17 +85,8 @@ settle() { "${PSQL[@]}" -c "CHECKPOINT"; }
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
 # One pgbench script per kind of message, weighted like the request mix.
-mkscript() { # name action state outcome programs from to reply_kind reply_text text
-    sed -e "s|@ACTION@|$2|g" -e "s|@STATE@|$3|g" -e "s|@OUTCOME@|$4|g" \
-        -e "s|@PROGRAMS@|$5|g" -e "s|@FROM@|$6|g" -e "s|@TO@|$7|g" \
-        -e "s|@REPLY_KIND@|$8|g" -e "s|@REPLY_TEXT@|$9|g" -e "s|@TEXT@|${10}|g" \
-        $BENCH/inbound.pgbench.sql.in > "$WORK/$1.sql"
-}
-WELCOME="'Toko Maju: Anda berlangganan promo (2-4 SMS per bulan). Untuk berhenti, balas UNSUBSCRIBE ke 3344. Untuk bantuan, balas BANTUAN.'"
-mkscript opt_in opt_in subscribed applied "ARRAY['promo']" "ARRAY['none']" "ARRAY['subscribed']" "'welcome'" "$WELCOME" MAU
-mkscript opt_out opt_out unsubscribed applied "ARRAY['promo']" "ARRAY['subscribed']" "ARRAY['unsubscribed']" "'goodbye'" "$WELCOME" UNSUBSCRIBE
-mkscript help help none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "'help'" "$WELCOME" HELP
-mkscript unknown unknown none no_change "'{}'::text[]" "'{}'::text[]" "'{}'::text[]" "NULL" "NULL" "halo kak"
+. $BENCH/mix.sh
+write_mix "$WORK"
 
 # CPU seconds used so far by a process and its children (live and reaped).
 cpu_seconds() { # pid...
@@ -139,8 +130,7 @@ measure_pgbench() { # label connections
     local out tps
     settle
     out=$("$PGBIN/pgbench" -n -M prepared -c "$2" -j 2 -T "$SECS" -h "$SOCKET" -p 5432 -U keyward \
-        -f "$WORK/opt_in.sql@35" -f "$WORK/opt_out.sql@30" -f "$WORK/help.sql@15" -f "$WORK/unknown.sql@20" \
-        postgres 2>&1)
+        "${MIX_ARGS[@]}" postgres 2>&1)
     tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
     RESULT[$1]=$(python3 -c "print(round(float('${tps:-0}')))")
     echo "$out" | grep -E '^(latency average|number of failed)' | sed "s/^/  pgbench c=$2: /"

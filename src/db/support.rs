@@ -498,24 +498,74 @@ const EXPORT_PAGE: &str = "
            e.actor, e.reason
       FROM subscription_events e
       LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-     WHERE e.id > $1
+     WHERE e.id > $1 AND e.id <= $5
        AND ($2::text IS NULL OR e.program = $2)
        AND ($3::timestamptz IS NULL OR e.recorded_at >= $3)
      ORDER BY e.id
      LIMIT $4";
 
-/// The next `limit` ledger events after `after_id` (keyset paging, so the
-/// export never holds more than a page).
+/// The last ledger event a consent export includes, making the export a
+/// snapshot as of this call.
+///
+/// An event gets its number when it is written but becomes visible when
+/// its transaction commits, so a transaction still open may hold a lower
+/// number than events already visible; an export paging past that number
+/// would never see the event. So this takes the highest number handed out
+/// so far and then waits until every transaction that could hold a number
+/// up to it has ended (the writers that were running at a snapshot taken
+/// after reading the number — inbound writes take milliseconds). From then
+/// on the events up to the bound are final: the ledger is append-only.
+/// `None` if those writers are still running after `wait`.
+pub async fn export_bound(
+    client: &impl GenericClient,
+    wait: std::time::Duration,
+) -> Result<Option<i64>, DbError> {
+    let bound: i64 = client
+        .query_one(
+            "SELECT coalesce(pg_sequence_last_value(
+                        pg_get_serial_sequence('subscription_events', 'id')::regclass), 0)",
+            &[],
+        )
+        .await?
+        .get(0);
+    // A later statement, so a later snapshot: a writer that took a number
+    // up to `bound` has either committed in it or is listed as running.
+    let snapshot: String = client
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await?
+        .get(0);
+    let running = client
+        .prepare_cached(
+            "SELECT count(*) FROM pg_snapshot_xip($1::text::pg_snapshot) x
+              WHERE pg_xact_status(x) = 'in progress'",
+        )
+        .await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let open: i64 = client.query_one(&running, &[&snapshot]).await?.get(0);
+        if open == 0 {
+            return Ok(Some(bound));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The next `limit` ledger events after `after_id`, up to `upto` (keyset
+/// paging, so the export never holds more than a page).
 pub async fn export_page(
     client: &impl GenericClient,
     after_id: i64,
+    upto: i64,
     program: Option<&str>,
     since: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Vec<ExportRow>, DbError> {
     let stmt = client.prepare_cached(EXPORT_PAGE).await?;
     let rows = client
-        .query(&stmt, &[&after_id, &program, &since, &limit])
+        .query(&stmt, &[&after_id, &program, &since, &limit, &upto])
         .await?;
     Ok(rows
         .iter()

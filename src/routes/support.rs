@@ -275,6 +275,10 @@ pub struct ExportQuery {
 /// server holds of it at any time.
 const EXPORT_PAGE: i64 = 1000;
 
+/// How long an export waits for writes in progress when it starts (see
+/// `db::support::export_bound`) before answering 503.
+const EXPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The consent ledger as CSV, streamed.
 #[utoipa::path(
     get, path = "/v1/consent-export", tag = "consent",
@@ -284,6 +288,7 @@ const EXPORT_PAGE: i64 = 1000;
          description = "One row per ledger event, oldest first: event_id, msisdn, program, from_state, to_state, cause, effective_at, recorded_at, keyword, text, gateway, gateway_message_id, received_at, actor, reason"),
         (status = 400, description = "bad program or since"),
         (status = 401, description = "missing, unknown or revoked token"),
+        (status = 503, description = "the database is unavailable, or writes in progress did not end within 10 s; retry"),
     ),
     security(("bearer" = []))
 )]
@@ -294,6 +299,10 @@ pub async fn consent_export(
 ) -> Result<HttpResponse, ApiError> {
     let program = optional(query.program.as_deref(), staff::program_name)?;
     let since = optional(query.since.as_deref(), staff::parse_since)?;
+    // The export is a snapshot: events up to this one, all of them final.
+    let upto = q::export_bound(&client(&pool).await?, EXPORT_SETTLE)
+        .await?
+        .ok_or(ApiError::Unavailable)?;
     let pool = pool.into_inner();
     struct Cursor {
         after: i64,
@@ -314,9 +323,16 @@ pub async fn consent_export(
             }
             let page = async {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
-                q::export_page(&client, c.after, program.as_deref(), since, EXPORT_PAGE)
-                    .await
-                    .map_err(|e| e.to_string())
+                q::export_page(
+                    &client,
+                    c.after,
+                    upto,
+                    program.as_deref(),
+                    since,
+                    EXPORT_PAGE,
+                )
+                .await
+                .map_err(|e| e.to_string())
             }
             .await;
             let rows = match page {

@@ -826,6 +826,57 @@ async fn the_consent_export_of_100000_rows_streams_in_chunks() {
     assert_eq!(empty.lines().count(), 1, "just the header");
 }
 
+/// An event whose transaction commits after a later-numbered event (a
+/// slow writer) is still in the export: the export waits for writers that
+/// were running when it started instead of paging past their numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_export_waits_for_writes_in_progress() {
+    let app = spawn_app().await;
+    let support = token(&app, "ana", "support").await;
+    seed_subscribers(&app, 3).await;
+    let opt_out = "SELECT keyward_staff_opt_out($1::text, 'default', 'ana', 'asked by phone',
+                                                NULL, NULL, '3344', 'log')";
+    // The slow writer takes the next event number and stays open...
+    let mut slow = app.db().await;
+    let slow = slow.transaction().await.unwrap();
+    slow.execute(opt_out, &[&"+628130000001"]).await.unwrap();
+    // ...while a later event commits at once.
+    app.db()
+        .await
+        .execute(opt_out, &[&"+628130000002"])
+        .await
+        .unwrap();
+
+    let export = {
+        let (app_url, support) = (app.address.clone(), support.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(format!("{app_url}/v1/consent-export"))
+                .bearer_auth(support)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !export.is_finished(),
+        "the export waits for the open writer"
+    );
+    slow.commit().await.unwrap();
+    let csv = export.await.unwrap();
+    let staff_rows: Vec<&str> = csv.lines().filter(|l| l.contains(",staff,")).collect();
+    assert_eq!(staff_rows.len(), 2, "{csv}");
+    assert!(
+        staff_rows.iter().any(|l| l.contains("+628130000001")),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 3 + 2, "{csv}");
+}
+
 #[tokio::test]
 async fn stats_count_states_per_program_and_changes_per_day() {
     let app = spawn_app().await;

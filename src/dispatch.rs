@@ -138,6 +138,12 @@ impl Dispatcher {
                 "leases lost before the results were recorded"
             );
         }
+        // Receipts that came in before their provider ids were stored —
+        // by this batch or, racing with its commit, by an earlier one.
+        let settled = outbox::settle_early_receipts(&client).await?;
+        if settled > 0 {
+            tracing::debug!(settled, "early delivery receipts applied");
+        }
         Ok(n)
     }
 

@@ -229,6 +229,10 @@ pub enum ReceiptKey {
 
 /// Applies a delivery receipt; only moves the status forward (a late
 /// `sent` never overwrites `delivered`). Returns whether a reply changed.
+///
+/// A receipt keyed by a provider id that no reply carries yet is kept in
+/// `early_receipts`: the dispatcher may not have stored the id yet (see
+/// [`settle_early_receipts`]).
 pub async fn apply_receipt(
     client: &impl GenericClient,
     sender: &str,
@@ -236,31 +240,86 @@ pub async fn apply_receipt(
     status: &str,
     error: Option<&str>,
 ) -> Result<bool, DbError> {
-    let (matches, id) = match key {
-        ReceiptKey::Provider(id) => ("provider_message_id = $2", id),
+    const MOVE: &str = "
+        UPDATE outbox
+           SET status = $3::text::outbox_status,
+               sent_at = COALESCE(sent_at, now()),
+               delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+               last_error = COALESCE($4, last_error),
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
+    const FORWARD: &str = "AND outbox_rank(status) < outbox_rank($3::text::outbox_status)";
+    let (sql, id) = match key {
+        ReceiptKey::Provider(id) => (
+            format!(
+                "WITH moved AS (
+                     {MOVE}
+                      WHERE sender = $1 AND provider_message_id = $2 {FORWARD}
+                     RETURNING 1
+                 ), early AS (
+                     INSERT INTO early_receipts (sender, provider_message_id, status, last_error)
+                     SELECT $1::text, $2::text, $3::text::outbox_status, $4::text
+                      WHERE NOT EXISTS (SELECT 1 FROM outbox
+                                         WHERE sender = $1 AND provider_message_id = $2)
+                 )
+                 SELECT count(*) FROM moved"
+            ),
+            id,
+        ),
         ReceiptKey::Outbox(id) => {
-            if uuid_like(id) {
-                ("id = $2::text::uuid", id)
-            } else {
+            if !uuid_like(id) {
                 return Ok(false);
             }
+            (
+                format!(
+                    "WITH moved AS ({MOVE} WHERE sender = $1 AND id = $2::text::uuid {FORWARD}
+                                   RETURNING 1)
+                     SELECT count(*) FROM moved"
+                ),
+                id,
+            )
         }
     };
-    let sql = format!(
-        "UPDATE outbox
-            SET status = $3::text::outbox_status,
-                sent_at = COALESCE(sent_at, now()),
-                delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-                last_error = COALESCE($4, last_error),
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-          WHERE sender = $1 AND {matches}
-            AND outbox_rank(status) < outbox_rank($3::text::outbox_status)"
-    );
     let stmt = client.prepare_cached(&sql).await?;
-    Ok(client
-        .execute(&stmt, &[&sender, id, &status, &error])
+    let moved: i64 = client
+        .query_one(&stmt, &[&sender, id, &status, &error])
         .await?
-        > 0)
+        .get(0);
+    Ok(moved > 0)
+}
+
+/// Applies the early receipts whose reply now carries their provider id,
+/// and drops those a day old that never matched. One statement; cheap when
+/// there are none (the usual case). Returns how many replies moved.
+pub async fn settle_early_receipts(client: &impl GenericClient) -> Result<u64, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "WITH matched AS (
+                 DELETE FROM early_receipts e
+                  USING outbox o
+                  WHERE o.sender = e.sender AND o.provider_message_id = e.provider_message_id
+                 RETURNING o.id, e.status, e.last_error
+             ), best AS (
+                 SELECT DISTINCT ON (id) id, status, last_error
+                   FROM matched ORDER BY id, outbox_rank(status) DESC
+             ), expired AS (
+                 DELETE FROM early_receipts e
+                  WHERE e.received_at < now() - interval '1 day'
+                    AND NOT EXISTS (SELECT 1 FROM outbox o
+                                     WHERE o.sender = e.sender
+                                       AND o.provider_message_id = e.provider_message_id)
+             )
+             UPDATE outbox o
+                SET status = best.status,
+                    sent_at = COALESCE(o.sent_at, now()),
+                    delivered_at = CASE WHEN best.status = 'delivered' THEN now()
+                                        ELSE o.delivered_at END,
+                    last_error = COALESCE(best.last_error, o.last_error),
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+               FROM best
+              WHERE o.id = best.id AND outbox_rank(o.status) < outbox_rank(best.status)",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[]).await?)
 }
 
 /// The canonical 8-4-4-4-12 form: safe to cast to uuid.

@@ -526,37 +526,16 @@ async fn delivery_receipts_move_a_reply_forward_only() {
     .await;
     rig.app.text(NUMBER, "MAU").await;
     rig.dispatch().await;
-    let callback = |status: &'static str| {
-        let params = [
-            ("MessageSid", "SMr1"),
-            ("MessageStatus", status),
-            ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-        ];
-        let sig = crate::gateways::twilio_signature(
-            "https://sms.example.com/webhooks/twilio/status",
-            &params,
-        );
-        rig.app
-            .http
-            .post(rig.app.url("/webhooks/twilio/status"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", sig)
-            .body(
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(params)
-                    .finish(),
-            )
-            .send()
-    };
-    assert_eq!(callback("delivered").await.unwrap().status(), 200);
+    let callback = |status| twilio_status(&rig, "SMr1", status);
+    assert_eq!(callback("delivered").await, 200);
     assert_eq!(rig.outbox().await[0].1, "delivered");
-    assert_eq!(callback("sent").await.unwrap().status(), 200);
+    assert_eq!(callback("sent").await, 200);
     assert_eq!(
         rig.outbox().await[0].1,
         "delivered",
         "a late `sent` changes nothing"
     );
-    assert_eq!(callback("undelivered").await.unwrap().status(), 200);
+    assert_eq!(callback("undelivered").await, 200);
     assert_eq!(rig.outbox().await[0].1, "delivered");
     let unsigned = rig
         .app
@@ -568,6 +547,90 @@ async fn delivery_receipts_move_a_reply_forward_only() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
+}
+
+/// Posts a signed Twilio status callback; returns the HTTP status.
+async fn twilio_status(rig: &Rig, sid: &str, status: &str) -> u16 {
+    let params = [
+        ("MessageSid", sid),
+        ("MessageStatus", status),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+    ];
+    let sig = crate::gateways::twilio_signature(
+        "https://sms.example.com/webhooks/twilio/status",
+        &params,
+    );
+    rig.app
+        .http
+        .post(rig.app.url("/webhooks/twilio/status"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn early_receipts(rig: &Rig) -> i64 {
+    rig.app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM early_receipts", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A provider that reports faster than the dispatcher records its send:
+/// the receipt waits and is applied once the provider's id is stored.
+#[tokio::test]
+async fn a_receipt_that_arrives_before_the_send_is_recorded_is_applied_after() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(path(
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+    ))
+    .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMfast"})))
+    .mount(&rig.server)
+    .await;
+    rig.app.text(NUMBER, "MAU").await;
+    // The receipt comes before the send is recorded (here: before it is
+    // even made): nothing carries SMfast yet.
+    assert_eq!(twilio_status(&rig, "SMfast", "delivered").await, 200);
+    assert_eq!(early_receipts(&rig).await, 1);
+    assert_eq!(rig.outbox().await[0].1, "queued");
+
+    rig.dispatch().await;
+    let reply = &rig.outbox().await[0];
+    assert_eq!(reply.4.as_deref(), Some("SMfast"));
+    assert_eq!(reply.1, "delivered", "the early receipt was applied");
+    assert_eq!(early_receipts(&rig).await, 0);
+
+    // A late receipt for a reply we know is not "early": it changes
+    // nothing and is not kept.
+    assert_eq!(twilio_status(&rig, "SMfast", "sent").await, 200);
+    assert_eq!(early_receipts(&rig).await, 0);
+    assert_eq!(rig.outbox().await[0].1, "delivered");
+
+    // One that never matches is dropped after a day.
+    rig.app
+        .db()
+        .await
+        .execute(
+            "INSERT INTO early_receipts (sender, provider_message_id, status, received_at)
+             VALUES ('twilio', 'SMnobody', 'delivered', now() - interval '25 hours'),
+                    ('twilio', 'SMrecent', 'delivered', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    rig.dispatch().await;
+    assert_eq!(early_receipts(&rig).await, 1, "the recent one stays");
 }
 
 #[tokio::test]

@@ -79,9 +79,11 @@ SOCKET=$(cat "$WORK/data/POSTGRES_LOCATION" 2>/dev/null | head -1 || true)
 [ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 inbound_rows() { "${PSQL[@]}" -c "SELECT count(*) FROM inbound_messages"; }
-# Every measurement starts right after a checkpoint, so none of them pays
-# for one mid-run (and the full-page writes after it) while another does not.
-settle() { "${PSQL[@]}" -c "CHECKPOINT"; }
+# Every measurement starts right after a vacuum and a checkpoint, so none
+# of them pays for autovacuum catching up on an earlier run's rows, or for a
+# checkpoint mid-run (and the full-page writes after it), while another
+# does not.
+settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
 # The steady state of a short code in a campaign: every number that texts

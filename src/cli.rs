@@ -228,7 +228,9 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 
 async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> anyhow::Result<()> {
     crate::db::migrate(&config).await?;
-    let pool = crate::db::pool(config, settings.pool_size())?;
+    // The dispatcher's own connections (each of its loops holds one at a
+    // time); the HTTP workers get theirs in `Application::build`.
+    let pool = crate::db::pool(config.clone(), settings.dispatch.workers + 1)?;
     let addr = settings.listen_addr();
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     if settings
@@ -241,7 +243,7 @@ async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> an
             "the generic webhook has no secret: anyone who can reach {addr} can post messages"
         );
     }
-    let app = Application::build(settings.clone(), pool.clone(), listener)?;
+    let app = Application::build(settings.clone(), config, settings.pool_size(), listener)?;
     let handle = app.handle();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = settings.dispatch.workers;

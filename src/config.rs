@@ -169,9 +169,10 @@ pub struct DatabaseSettings {
     /// `postgres://…` or key=value form; `DATABASE_URL` sets it too. Without
     /// it, `serve` runs a private cluster in the data dir.
     pub url: Option<Secret>,
-    /// Connections in the pool; default: 8 per core (measured with
-    /// deploy/bench/run.sh: 4 per core left PostgreSQL idle waiting on
-    /// commits, 16 per core gained nothing).
+    /// Connections of the HTTP workers, split between them (one pool per
+    /// worker); default: 8 per core (measured with deploy/bench/run.sh: 4
+    /// per core left PostgreSQL idle waiting on commits, 16 per core gained
+    /// nothing). The dispatcher in `serve` has its own `dispatch.workers + 1`.
     pub pool_size: Option<usize>,
 }
 

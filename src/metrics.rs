@@ -120,13 +120,20 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with pool gauges read at scrape time.
-    pub fn render(&self, pool: &Pool) -> String {
-        let status = pool.status();
-        self.pool_max.set(status.max_size as i64);
-        self.pool_size.set(status.size as i64);
-        self.pool_available.set(status.available as i64);
-        self.pool_waiting.set(status.waiting as i64);
+    /// The text exposition, with pool gauges (summed over `pools`) read at
+    /// scrape time.
+    pub fn render(&self, pools: &[Pool]) -> String {
+        let (mut max, mut size, mut available, mut waiting) = (0, 0, 0, 0);
+        for status in pools.iter().map(Pool::status) {
+            max += status.max_size as i64;
+            size += status.size as i64;
+            available += status.available as i64;
+            waiting += status.waiting as i64;
+        }
+        self.pool_max.set(max);
+        self.pool_size.set(size);
+        self.pool_available.set(available);
+        self.pool_waiting.set(waiting);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

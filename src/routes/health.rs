@@ -28,7 +28,11 @@ pub async fn readyz(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-pub async fn metrics(metrics: web::Data<Metrics>, pool: web::Data<Pool>) -> HttpResponse {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    pool: web::Data<Pool>,
+    pools: web::Data<crate::startup::AllPools>,
+) -> HttpResponse {
     let depth = async {
         let client = pool.get().await.ok()?;
         crate::db::outbox::depth(&client).await.ok()
@@ -39,5 +43,5 @@ pub async fn metrics(metrics: web::Data<Metrics>, pool: web::Data<Pool>) -> Http
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.render(&pool))
+        .body(metrics.render(&pools.0))
 }

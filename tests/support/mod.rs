@@ -221,9 +221,8 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the real server on port 0 against `db`.
 pub async fn spawn_app_on(db: tokio_postgres::Config, settings: Settings) -> TestApp {
     keyward::telemetry::init_for_tests();
-    let pool = keyward::db::pool(db.clone(), 4).expect("pool");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let app = Application::build(Arc::new(settings), pool, listener).expect("build app");
+    let app = Application::build(Arc::new(settings), db.clone(), 4, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {

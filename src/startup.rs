@@ -33,8 +33,8 @@ impl Application {
     /// The `pool_size` connections to `db` are split between the HTTP
     /// workers, one pool each: a connection's I/O runs on the runtime that
     /// opened it, so a worker using its own connections never hands a query
-    /// to another thread and back (measured: a quarter of keyward's CPU per
-    /// message went to those hand-offs).
+    /// to another thread and back (measured with deploy/bench/run.sh: one
+    /// pool shared by two workers cost 15-25 % more CPU per message).
     pub fn build(
         settings: Arc<Settings>,
         db: tokio_postgres::Config,

@@ -228,9 +228,11 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 
 async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> anyhow::Result<()> {
     crate::db::migrate(&config).await?;
-    // The dispatcher's own connections (each of its loops holds one at a
-    // time); the HTTP workers get theirs in `Application::build`.
-    let pool = crate::db::pool(config.clone(), settings.dispatch.workers + 1)?;
+    // The dispatcher's own pool, as large as `keyward dispatch` would have:
+    // besides each loop's claim and results, every send in a batch may need
+    // a connection at once (a provider opt-out enters the ledger). The HTTP
+    // workers get theirs in `Application::build`.
+    let pool = crate::db::pool(config.clone(), settings.pool_size())?;
     let addr = settings.listen_addr();
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     if settings

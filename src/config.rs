@@ -172,7 +172,8 @@ pub struct DatabaseSettings {
     /// Connections of the HTTP workers, split between them (one pool per
     /// worker); default: 8 per core (measured with deploy/bench/run.sh: 4
     /// per core left PostgreSQL idle waiting on commits, 16 per core gained
-    /// nothing). The dispatcher in `serve` has its own `dispatch.workers + 1`.
+    /// nothing). The dispatcher has a pool of its own of the same size,
+    /// opened as it needs connections.
     pub pool_size: Option<usize>,
 }
 

@@ -42,14 +42,15 @@ impl Application {
         listener: TcpListener,
     ) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
+        let pool_size = pool_size.max(1);
         let workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
-            .clamp(1, pool_size.max(1));
+            .min(pool_size);
         let pools = (0..workers)
             .map(|i| {
-                // Sizes that add up to `pool_size`.
+                // Sizes that add up to `pool_size`, none empty.
                 let size = pool_size / workers + usize::from(i < pool_size % workers);
-                crate::db::pool(db.clone(), size.max(1))
+                crate::db::pool(db.clone(), size)
             })
             .collect::<Result<Vec<Pool>, _>>()
             .map_err(std::io::Error::other)?;

@@ -39,7 +39,8 @@ as_pg valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK
     -c autovacuum=off > "$WORK/postgres.log" 2>&1 &
 PSQL=("$PGBIN/psql" -qX -v ON_ERROR_STOP=1 -h "$WORK" -U keyward -d postgres)
 for _ in $(seq 120); do "${PSQL[@]}" -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
-for f in sql/V*.sql $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; done
+# In version order (V10 after V9), as refinery applies them.
+for f in $(ls sql/V*.sql | sort -V) $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; done
 
 # The same scripts as run.sh.
 . deploy/bench/mix.sh

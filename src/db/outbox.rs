@@ -6,6 +6,7 @@
 //! checks the lease is still ours, so a dispatcher that stalled past its
 //! lease cannot overwrite the work of the one that took the row over.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -227,12 +228,86 @@ pub enum ReceiptKey {
     Outbox(String),
 }
 
-/// Applies a delivery receipt; only moves the status forward (a late
-/// `sent` never overwrites `delivered`). Returns whether a reply changed.
-///
-/// A receipt keyed by a provider id that no reply carries yet is kept in
-/// `early_receipts`: the dispatcher may not have stored the id yet (see
-/// [`settle_early_receipts`]).
+/// How a receipt moves its reply `o`, in both statements that apply one:
+/// forward only (a late `sent` never overwrites `delivered`), ending any
+/// lease. `status` and `error` are SQL expressions; `rest` is the FROM and
+/// WHERE that pick the reply.
+fn receipt_update(status: &str, error: &str, rest: &str) -> String {
+    format!(
+        "UPDATE outbox o
+            SET status = {status},
+                sent_at = COALESCE(o.sent_at, now()),
+                delivered_at = CASE WHEN {status} = 'delivered' THEN now() ELSE o.delivered_at END,
+                last_error = COALESCE({error}, o.last_error),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+          {rest} AND outbox_rank(o.status) < outbox_rank({status})"
+    )
+}
+
+/// A receipt keyed by the provider's id. When no reply carries that id
+/// yet, the receipt is kept in `early_receipts` (see
+/// [`settle_early_receipts`]); when one does but is already further on,
+/// nothing is kept.
+static RECEIPT_BY_PROVIDER_ID: LazyLock<String> = LazyLock::new(|| {
+    let moved = receipt_update(
+        "$3::text::outbox_status",
+        "$4::text",
+        "WHERE o.sender = $1 AND o.provider_message_id = $2",
+    );
+    format!(
+        "WITH moved AS ({moved} RETURNING 1),
+         early AS (
+             INSERT INTO early_receipts (sender, provider_message_id, status, last_error)
+             SELECT $1::text, $2::text, $3::text::outbox_status, $4::text
+              WHERE NOT EXISTS (SELECT 1 FROM outbox
+                                 WHERE sender = $1 AND provider_message_id = $2)
+         )
+         SELECT count(*) FROM moved"
+    )
+});
+
+/// A receipt keyed by keyward's outbox id (the reply always exists).
+static RECEIPT_BY_OUTBOX_ID: LazyLock<String> = LazyLock::new(|| {
+    let moved = receipt_update(
+        "$3::text::outbox_status",
+        "$4::text",
+        "WHERE o.sender = $1 AND o.id = $2::text::uuid",
+    );
+    format!("WITH moved AS ({moved} RETURNING 1) SELECT count(*) FROM moved")
+});
+
+/// Early receipts whose reply now carries their provider id are applied
+/// (the furthest one per reply) and removed; those a day old that never
+/// matched are dropped.
+static SETTLE_EARLY_RECEIPTS: LazyLock<String> = LazyLock::new(|| {
+    let moved = receipt_update(
+        "best.status",
+        "best.last_error",
+        "FROM best WHERE o.id = best.id",
+    );
+    format!(
+        "WITH matched AS (
+             DELETE FROM early_receipts e
+              USING outbox o
+              WHERE o.sender = e.sender AND o.provider_message_id = e.provider_message_id
+             RETURNING o.id, e.status, e.last_error
+         ), best AS (
+             SELECT DISTINCT ON (id) id, status, last_error
+               FROM matched ORDER BY id, outbox_rank(status) DESC
+         ), expired AS (
+             DELETE FROM early_receipts e
+              WHERE e.received_at < now() - interval '1 day'
+                AND NOT EXISTS (SELECT 1 FROM outbox o
+                                 WHERE o.sender = e.sender
+                                   AND o.provider_message_id = e.provider_message_id)
+         )
+         {moved}"
+    )
+});
+
+/// Applies a delivery receipt; returns whether a reply changed. A receipt
+/// keyed by a provider id that no reply carries yet waits in
+/// `early_receipts`: the dispatcher may not have stored the id yet.
 pub async fn apply_receipt(
     client: &impl GenericClient,
     sender: &str,
@@ -240,46 +315,12 @@ pub async fn apply_receipt(
     status: &str,
     error: Option<&str>,
 ) -> Result<bool, DbError> {
-    const MOVE: &str = "
-        UPDATE outbox
-           SET status = $3::text::outbox_status,
-               sent_at = COALESCE(sent_at, now()),
-               delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-               last_error = COALESCE($4, last_error),
-               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()";
-    const FORWARD: &str = "AND outbox_rank(status) < outbox_rank($3::text::outbox_status)";
     let (sql, id) = match key {
-        ReceiptKey::Provider(id) => (
-            format!(
-                "WITH moved AS (
-                     {MOVE}
-                      WHERE sender = $1 AND provider_message_id = $2 {FORWARD}
-                     RETURNING 1
-                 ), early AS (
-                     INSERT INTO early_receipts (sender, provider_message_id, status, last_error)
-                     SELECT $1::text, $2::text, $3::text::outbox_status, $4::text
-                      WHERE NOT EXISTS (SELECT 1 FROM outbox
-                                         WHERE sender = $1 AND provider_message_id = $2)
-                 )
-                 SELECT count(*) FROM moved"
-            ),
-            id,
-        ),
-        ReceiptKey::Outbox(id) => {
-            if !uuid_like(id) {
-                return Ok(false);
-            }
-            (
-                format!(
-                    "WITH moved AS ({MOVE} WHERE sender = $1 AND id = $2::text::uuid {FORWARD}
-                                   RETURNING 1)
-                     SELECT count(*) FROM moved"
-                ),
-                id,
-            )
-        }
+        ReceiptKey::Provider(id) => (&*RECEIPT_BY_PROVIDER_ID, id),
+        ReceiptKey::Outbox(id) if uuid_like(id) => (&*RECEIPT_BY_OUTBOX_ID, id),
+        ReceiptKey::Outbox(_) => return Ok(false),
     };
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(sql).await?;
     let moved: i64 = client
         .query_one(&stmt, &[&sender, id, &status, &error])
         .await?
@@ -291,34 +332,7 @@ pub async fn apply_receipt(
 /// and drops those a day old that never matched. One statement; cheap when
 /// there are none (the usual case). Returns how many replies moved.
 pub async fn settle_early_receipts(client: &impl GenericClient) -> Result<u64, DbError> {
-    let stmt = client
-        .prepare_cached(
-            "WITH matched AS (
-                 DELETE FROM early_receipts e
-                  USING outbox o
-                  WHERE o.sender = e.sender AND o.provider_message_id = e.provider_message_id
-                 RETURNING o.id, e.status, e.last_error
-             ), best AS (
-                 SELECT DISTINCT ON (id) id, status, last_error
-                   FROM matched ORDER BY id, outbox_rank(status) DESC
-             ), expired AS (
-                 DELETE FROM early_receipts e
-                  WHERE e.received_at < now() - interval '1 day'
-                    AND NOT EXISTS (SELECT 1 FROM outbox o
-                                     WHERE o.sender = e.sender
-                                       AND o.provider_message_id = e.provider_message_id)
-             )
-             UPDATE outbox o
-                SET status = best.status,
-                    sent_at = COALESCE(o.sent_at, now()),
-                    delivered_at = CASE WHEN best.status = 'delivered' THEN now()
-                                        ELSE o.delivered_at END,
-                    last_error = COALESCE(best.last_error, o.last_error),
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-               FROM best
-              WHERE o.id = best.id AND outbox_rank(o.status) < outbox_rank(best.status)",
-        )
-        .await?;
+    let stmt = client.prepare_cached(&SETTLE_EARLY_RECEIPTS).await?;
     Ok(client.execute(&stmt, &[]).await?)
 }
 

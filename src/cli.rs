@@ -235,15 +235,13 @@ async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> an
     let pool = crate::db::pool(config.clone(), settings.pool_size())?;
     let addr = settings.listen_addr();
     let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    if settings
-        .gateways
-        .generic
-        .as_ref()
-        .is_some_and(|g| g.secret.is_none())
-    {
-        tracing::warn!(
-            "the generic webhook has no secret: anyone who can reach {addr} can post messages"
+    for name in settings.unauthenticated_gateways() {
+        // Said on stderr too, in capitals: a log line alone is easy to miss.
+        let warning = format!(
+            "UNAUTHENTICATED: the {name} webhook accepts unsigned requests; anyone who can reach {addr} can subscribe any number. Set gateways.{name}.secret before exposing it."
         );
+        eprintln!("\n*** {warning} ***\n");
+        tracing::warn!("{warning}");
     }
     let app = Application::build(settings.clone(), config, settings.pool_size(), listener)?;
     let handle = app.handle();
@@ -304,18 +302,27 @@ where
 async fn token(pool: deadpool_postgres::Pool, action: TokenCommand) -> anyhow::Result<()> {
     use crate::db::support as q;
     use crate::staff::{hash_token, new_token, Role, TokenName};
-    let client = pool.get().await.context("no database connection")?;
+    let mut client = pool.get().await.context("no database connection")?;
     match action {
         TokenCommand::Create { role, name } => {
             let name = TokenName::parse(&name).map_err(anyhow::Error::msg)?;
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
             let token = new_token();
-            if !q::create_token(&client, name.as_str(), role, &hash_token(&token)).await? {
+            // The token and its audit row commit together, or neither does.
+            let tx = client.transaction().await?;
+            if !q::create_token(&tx, name.as_str(), role, &hash_token(&token)).await? {
                 anyhow::bail!(
                     "an active token is named `{}`; revoke it first",
                     name.as_str()
                 );
             }
+            audit_cli(
+                &tx,
+                "token create",
+                serde_json::json!({"name": name.as_str(), "role": role.as_str()}),
+            )
+            .await?;
+            tx.commit().await?;
             eprintln!(
                 "created {role} token `{}`; it is shown this once, keyward keeps only its hash:",
                 name.as_str()
@@ -342,13 +349,39 @@ async fn token(pool: deadpool_postgres::Pool, action: TokenCommand) -> anyhow::R
             }
         }
         TokenCommand::Revoke { name } => {
-            if !q::revoke_token(&client, &name).await? {
+            let tx = client.transaction().await?;
+            if !q::revoke_token(&tx, &name).await? {
                 anyhow::bail!("no active token is named `{name}`");
             }
+            audit_cli(&tx, "token revoke", serde_json::json!({"name": name})).await?;
+            tx.commit().await?;
             eprintln!("revoked `{name}`");
         }
     }
     Ok(())
+}
+
+/// An `audit_log` row for a change made from the command line (actor
+/// `cli`): tokens made or revoked here are on the same trail as the API's.
+async fn audit_cli(
+    client: &impl deadpool_postgres::GenericClient,
+    command: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    crate::db::support::audit(
+        client,
+        &crate::db::support::AuditEntry {
+            token_id: None,
+            actor: "cli",
+            method: "CLI",
+            endpoint: command,
+            msisdn: None,
+            status: Some(200),
+            detail: Some(detail),
+        },
+    )
+    .await
+    .context("cannot write the audit row; nothing was changed")
 }
 
 async fn subscriber_show(

@@ -150,6 +150,44 @@ pub struct ServiceSettings {
     /// (the gateway retries later); 0 turns the limit off.
     #[serde(default = "default_flood_limit")]
     pub max_messages_per_number_per_minute: u32,
+    /// When set, `/metrics` needs `Authorization: Bearer <metrics_token>`.
+    #[serde(default)]
+    pub metrics_token: Option<Secret>,
+    /// Addresses or networks (`10.0.0.0/8`, `127.0.0.1`) of reverse proxies
+    /// whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed. Anyone
+    /// else's are ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Failed authentications (bad tokens, failed console sign-ins) one
+    /// client address may have per minute before it gets 429.
+    #[serde(default = "default_auth_failures")]
+    pub max_auth_failures_per_minute: u32,
+    /// Seconds a client may take to send a request's head and its body;
+    /// slower requests are cut off (408) so they cannot hold connections.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Open connections per HTTP worker; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl ServiceSettings {
+    /// `trusted_proxies` parsed (validated at start-up; bad entries are
+    /// reported there and left out here).
+    pub fn proxies(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+}
+
+/// An address (`127.0.0.1`, `::1`) or a network (`10.0.0.0/8`).
+fn parse_net(raw: &str) -> Option<ipnet::IpNet> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 impl Default for ServiceSettings {
@@ -159,11 +197,16 @@ impl Default for ServiceSettings {
             default_region: default_region(),
             shutdown_grace_secs: default_shutdown_grace(),
             max_messages_per_number_per_minute: default_flood_limit(),
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
+            max_auth_failures_per_minute: default_auth_failures(),
+            request_timeout_secs: default_request_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://…` or key=value form; `DATABASE_URL` sets it too. Without
@@ -175,6 +218,10 @@ pub struct DatabaseSettings {
     /// nothing). The dispatcher has a pool of its own of the same size,
     /// opened as it needs connections.
     pub pool_size: Option<usize>,
+    /// Connections of the staff routes (`/v1`, `/console`), a pool apart
+    /// from the webhooks' so neither can starve the other.
+    #[serde(default = "default_staff_pool_size")]
+    pub staff_pool_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +282,30 @@ pub struct GatewaySettings {
     pub kannel: Option<KannelSettings>,
     pub jasmin: Option<JasminSettings>,
     pub generic: Option<GenericSettings>,
+}
+
+impl GatewaySettings {
+    /// No gateway configured at all.
+    pub fn is_empty(&self) -> bool {
+        let GatewaySettings {
+            twilio,
+            vonage,
+            plivo,
+            telnyx,
+            infobip,
+            kannel,
+            jasmin,
+            generic,
+        } = self;
+        twilio.is_none()
+            && vonage.is_none()
+            && plivo.is_none()
+            && telnyx.is_none()
+            && infobip.is_none()
+            && kannel.is_none()
+            && jasmin.is_none()
+            && generic.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -325,11 +396,15 @@ pub struct TwilioSettings {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct GenericSettings {
-    /// HMAC key(s), inbound and outbound. Without one, inbound requests are
-    /// not authenticated (allowed only for the built-in local default).
+    /// HMAC key(s), inbound and outbound. Required unless `allow_unsigned`.
     pub secret: Option<Secrets>,
     /// Where the generic sender POSTs replies.
     pub reply_url: Option<String>,
+    /// Accept unsigned inbound requests: anyone who can reach the port can
+    /// then subscribe any number. Refused unless `listen` is a loopback
+    /// address; meant for trying keyward out on one machine.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 fn default_listen() -> String {
@@ -346,6 +421,29 @@ fn default_shutdown_grace() -> u64 {
 }
 fn default_flood_limit() -> u32 {
     60
+}
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: None,
+            staff_pool_size: default_staff_pool_size(),
+        }
+    }
+}
+
+fn default_auth_failures() -> u32 {
+    10
+}
+fn default_staff_pool_size() -> usize {
+    4
+}
+fn default_request_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    // actix's own default; stated so that it is a setting.
+    25_000
 }
 fn default_pending_ttl_hours() -> u32 {
     24
@@ -439,15 +537,18 @@ impl Settings {
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(located)?;
-        settings.fill_defaults();
+        settings.fill_defaults(toml.is_some());
         settings.validate()?;
         Ok(settings)
     }
 
     /// With no short codes and no programs configured, run the built-in
-    /// default: short code 3344, program `default`, the `generic` gateway
-    /// with the `log` sender.
-    fn fill_defaults(&mut self) {
+    /// default: short code 3344, program `default`, the `log` sender. Only
+    /// with no configuration file and no gateway configured at all does
+    /// the default also bring the `generic` gateway, unsigned — and only on
+    /// a loopback address (checked in `validate`): a written configuration
+    /// never gets an unauthenticated door it did not ask for.
+    fn fill_defaults(&mut self, from_file: bool) {
         if self.shortcodes.is_empty() && self.programs.is_empty() {
             self.shortcodes.push(ShortcodeSettings {
                 code: "3344".into(),
@@ -471,9 +572,21 @@ impl Settings {
                 keywords: KeywordSettings::default(),
                 replies: Default::default(),
             });
-            if self.gateways.generic.is_none() {
-                self.gateways.generic = Some(GenericSettings::default());
+            if !from_file && self.gateways.is_empty() {
+                self.gateways.generic = Some(GenericSettings {
+                    allow_unsigned: true,
+                    ..GenericSettings::default()
+                });
             }
+        }
+    }
+
+    /// Gateways that accept unauthenticated requests (only `generic` with
+    /// `allow_unsigned`), for the start-up warning and `/readyz`.
+    pub fn unauthenticated_gateways(&self) -> Vec<&'static str> {
+        match &self.gateways.generic {
+            Some(g) if g.secret.is_none() && g.allow_unsigned => vec!["generic"],
+            _ => vec![],
         }
     }
 
@@ -499,6 +612,29 @@ impl Settings {
                 ));
             }
         }
+        for p in &self.service.trusted_proxies {
+            if parse_net(p).is_none() {
+                problems.push(format!(
+                    "service.trusted_proxies: `{p}` is not an address or network such as 10.0.0.0/8"
+                ));
+            }
+        }
+        if self.service.request_timeout_secs == 0
+            || self.service.max_connections == 0
+            || self.service.max_auth_failures_per_minute == 0
+        {
+            problems.push(
+                "service: request_timeout_secs, max_connections and max_auth_failures_per_minute must be at least 1"
+                    .into(),
+            );
+        }
+        if let Some(t) = &self.service.metrics_token {
+            if t.expose().len() < 16 || is_placeholder(t.expose()) {
+                problems.push(
+                    "service.metrics_token: needs at least 16 characters, not a placeholder".into(),
+                );
+            }
+        }
         let d = &self.dispatch;
         if d.batch_size == 0 || d.max_attempts == 0 || d.lease_secs == 0 || d.http_timeout_secs == 0
         {
@@ -516,8 +652,8 @@ impl Settings {
         if !(d.backoff_base_secs > 0.0 && d.backoff_max_secs >= d.backoff_base_secs) {
             problems.push("dispatch: need 0 < backoff_base_secs <= backoff_max_secs".into());
         }
-        if self.database.pool_size == Some(0) {
-            problems.push("database.pool_size: must be at least 1".into());
+        if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
+            problems.push("database: pool_size and staff_pool_size must be at least 1".into());
         }
         if self.programs.is_empty() {
             problems.push("programs: at least one [[programs]] is needed".into());
@@ -636,6 +772,50 @@ impl Settings {
             if secrets.all().is_empty() || secrets.all().iter().any(|s| s.expose().len() < 16) {
                 problems.push(format!("{key}: each secret needs at least 16 characters"));
             }
+            if secrets.all().iter().any(|s| is_placeholder(s.expose())) {
+                problems.push(format!(
+                    "{key}: is the example's placeholder; use a long random string (e.g. `openssl rand -hex 32`)"
+                ));
+            }
+        }
+        if let Some(generic) = &g.generic {
+            let loopback = self
+                .listen
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            match (&generic.secret, generic.allow_unsigned) {
+                (Some(_), true) => problems.push(
+                    "gateways.generic: allow_unsigned = true with a secret; remove one of them".into(),
+                ),
+                (None, false) => problems.push(
+                    "gateways.generic.secret: is required (anyone reaching the webhook could forge consent); set allow_unsigned = true only to try keyward on one machine"
+                        .into(),
+                ),
+                (None, true) if !loopback => problems.push(format!(
+                    "gateways.generic.allow_unsigned: refused while listening on {}, which is not a loopback address; set gateways.generic.secret",
+                    self.listen
+                )),
+                _ => {}
+            }
+        }
+        if let Some(k) = &g.kannel {
+            let in_url = |key: &str| {
+                k.sendsms_url.as_deref().is_some_and(|u| {
+                    u.split_once('?').is_some_and(|(_, q)| {
+                        form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == key)
+                    })
+                })
+            };
+            let missing = (k.username.is_none() && !in_url("username"))
+                || (k.password.is_none() && !in_url("password"));
+            if k.sendsms_url.is_some() && missing {
+                // smsbox answers every sendsms without them with 403, so
+                // every reply would end `failed`.
+                problems.push(
+                    "gateways.kannel: sendsms_url needs username and password (the sendsms-user of smsbox)"
+                        .into(),
+                );
+            }
         }
         if let Some(p) = &g.plivo {
             if p.auth_token.all().iter().any(|s| s.expose().is_empty()) {
@@ -691,6 +871,26 @@ impl Settings {
             .pool_size
             .unwrap_or_else(|| 8 * std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
+}
+
+/// A secret copied from an example rather than made up.
+fn is_placeholder(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    [
+        "change-me",
+        "changeme",
+        "change_me",
+        "replace-me",
+        "your-secret",
+        "example",
+        "…",
+        "<",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
+        || secret
+            .chars()
+            .all(|c| c == secret.chars().next().unwrap_or(c))
 }
 
 pub fn is_program_name(name: &str) -> bool {
@@ -901,11 +1101,112 @@ mod tests {
             .expect_err("no sendsms_url")
             .to_string();
         assert!(err.contains("reply_via `kannel` cannot send"), "{err}");
-        let fixed = text.replace(
+        let with_url = text.replace(
             "secret = \"kannel-secret-0123456789\"",
             "secret = \"kannel-secret-0123456789\"\nsendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"",
         );
-        from_toml(&fixed, &[]).expect("valid with a sendsms_url");
+        let err = from_toml(&with_url, &[])
+            .expect_err("no sendsms-user")
+            .to_string();
+        assert!(err.contains("needs username and password"), "{err}");
+        let fixed = with_url.replace(
+            "sendsms_url",
+            "username = \"keyward\"\npassword = \"sendsms-password\"\nsendsms_url",
+        );
+        from_toml(&fixed, &[]).expect("valid with a sendsms_url and its user");
+        let in_url = with_url.replace("/sendsms", "/sendsms?username=keyward&password=pw");
+        from_toml(&in_url, &[]).expect("valid with the user in the URL");
+    }
+
+    const ONLY_TWILIO: &str = r#"
+        [service]
+        public_url = "https://sms.example.com"
+        [gateways.twilio]
+        account_sid = "AC123"
+        auth_token = "secret-token"
+    "#;
+
+    #[test]
+    fn a_file_with_gateways_but_no_programs_gets_no_unsigned_generic_gateway() {
+        let s = from_toml(ONLY_TWILIO, &[]).expect("valid");
+        assert!(s.gateways.generic.is_none(), "{:?}", s.gateways.generic);
+        assert_eq!(
+            s.programs[0].name, "default",
+            "programs are still defaulted"
+        );
+        assert!(s.unauthenticated_gateways().is_empty());
+        let empty_file = from_toml("", &[]).expect("valid");
+        assert!(
+            empty_file.gateways.generic.is_none(),
+            "a file is never the pure default"
+        );
+        let env_only = Settings::from_sources(
+            None,
+            &env(&[(
+                "KEYWARD_GATEWAYS__INFOBIP__SECRET",
+                "infobip-secret-0123456789",
+            )]),
+        )
+        .expect("valid");
+        assert!(
+            env_only.gateways.generic.is_none(),
+            "no defaults beside a configured gateway"
+        );
+    }
+
+    #[test]
+    fn the_pure_default_is_unsigned_on_loopback_only() {
+        let s = Settings::from_sources(None, &[]).expect("valid");
+        assert_eq!(s.unauthenticated_gateways(), ["generic"]);
+        let err = Settings::from_sources(None, &env(&[("KEYWARD_LISTEN", "0.0.0.0:8080")]))
+            .expect_err("unsigned on every interface")
+            .to_string();
+        assert!(err.contains("allow_unsigned: refused"), "{err}");
+    }
+
+    #[test]
+    fn a_generic_gateway_without_a_secret_must_say_allow_unsigned_and_stay_local() {
+        let base = |extra: &str| format!("{ONLY_TWILIO}\n[gateways.generic]\n{extra}\n");
+        let err = from_toml(&base(""), &[])
+            .expect_err("no secret")
+            .to_string();
+        assert!(
+            err.contains("gateways.generic.secret: is required"),
+            "{err}"
+        );
+        let s = from_toml(&base("allow_unsigned = true"), &[]).expect("explicitly unsigned");
+        assert_eq!(s.unauthenticated_gateways(), ["generic"]);
+        let err = from_toml(
+            &format!(
+                "listen = \"0.0.0.0:8080\"\n{}",
+                base("allow_unsigned = true")
+            ),
+            &[],
+        )
+        .expect_err("unsigned in public")
+        .to_string();
+        assert!(err.contains("not a loopback address"), "{err}");
+        let err = from_toml(
+            &base("secret = \"generic-secret-0123456789\"\nallow_unsigned = true"),
+            &[],
+        )
+        .expect_err("both")
+        .to_string();
+        assert!(err.contains("remove one of them"), "{err}");
+    }
+
+    #[test]
+    fn the_example_configuration_secret_is_refused() {
+        let example = include_str!("../deploy/keyward.example.toml");
+        let err = from_toml(example, &[])
+            .expect_err("placeholder")
+            .to_string();
+        assert!(err.contains("placeholder"), "{err}");
+        let fixed = example.replace(
+            "change-me-to-a-long-random-string",
+            "4f9c2b7e1d8a6035c9e2b41f7a0d3e86",
+        );
+        from_toml(&fixed, &[]).expect("the example with a real secret is valid");
     }
 
     #[test]

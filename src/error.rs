@@ -24,6 +24,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many messages from this sender; retry later")]
     RateLimited,
+    /// Too many failed authentications from this client.
+    #[error("too many failed attempts; wait a minute")]
+    TooManyFailures,
+    /// The client took too long to send its request.
+    #[error("the request was not sent within {0} s")]
+    RequestTimeout(u64),
     /// The database cannot be reached; the caller should retry.
     #[error("the database is unavailable; retry later")]
     Unavailable,
@@ -40,6 +46,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited => "rate_limited",
+            ApiError::TooManyFailures => "too_many_failures",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unavailable => "unavailable",
         }
     }
@@ -58,15 +66,22 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited | ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable | ApiError::RateLimited) {
-            res.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
+        match self {
+            ApiError::Unavailable | ApiError::RateLimited => {
+                res.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::TooManyFailures => {
+                res.insert_header(("Retry-After", "60"));
+            }
+            _ => {}
         }
         res.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
@@ -115,6 +130,26 @@ pub fn form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default()
         .limit(crate::startup::MAX_BODY)
         .error_handler(|err, _| ApiError::BadRequest(format!("invalid form: {err}")).into())
+}
+
+/// Middleware: a request is answered within three times
+/// `service.request_timeout_secs` (reading its body included), or 408. A
+/// client dribbling a body byte by byte holds a connection no longer than
+/// that. A webhook cut off after its commit is stored; the gateway's retry
+/// is then a duplicate.
+pub async fn deadline(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let secs = req
+        .app_data::<actix_web::web::Data<crate::config::Settings>>()
+        .map_or(10, |s| s.service.request_timeout_secs);
+    // No clone of the request here: a cloned request cannot be routed.
+    let limit = std::time::Duration::from_secs(secs.saturating_mul(3));
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => res,
+        Err(_) => Err(ApiError::RequestTimeout(secs).into()),
+    }
 }
 
 /// 404 in the contract's shape for paths no route matches.

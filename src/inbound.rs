@@ -33,6 +33,10 @@ pub struct Outcome {
     pub program: Option<String>,
     pub action: Option<String>,
     pub state: Option<String>,
+    /// Said when the gateway's timestamp was not used as the time of
+    /// consent (more than [`MAX_BACKDATE_HOURS`] before arrival).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 impl Outcome {
@@ -43,8 +47,29 @@ impl Outcome {
             program: a.program,
             action: a.action,
             state: a.state,
+            note: None,
         }
     }
+}
+
+/// How far before its arrival a gateway may date a message and have the
+/// ledger record that time as the moment of consent. Gateways that queued a
+/// message through an outage deliver it hours late, not days; an older
+/// timestamp is kept as given on the message, but the ledger records the
+/// arrival, so nobody can backdate evidence of consent.
+pub const MAX_BACKDATE_HOURS: i64 = 24;
+
+const BACKDATED_NOTE: &str =
+    "received_at is more than 24 h before arrival: kept on the message, but the consent ledger records the arrival time";
+
+/// The gateway's time when it is plausible evidence; `None`: arrival time.
+fn evidence_time(sent_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    sent_at.filter(|t| *t >= now - Duration::hours(MAX_BACKDATE_HOURS))
+}
+
+/// `true` when the gateway's time was set aside as evidence.
+fn backdated(sent_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    sent_at.is_some() && evidence_time(sent_at, now).is_none()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,21 +281,28 @@ impl Inbound {
         let m = self.message(&p, &classification, gateway);
         let number = p.msisdn.as_str();
 
+        let backdated = backdated(p.sent_at, now);
+
         let client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
         // Usually one read and one write; a lost race is retried under a lock.
         let facts = q::load_facts(&client, number, &p.text, gateway, &p.id).await?;
-        match self.decide_and_apply(&client, &m, facts, now).await? {
-            Applied::Stored(answer) => return Ok(Outcome::from_stored("accepted", answer)),
-            Applied::Duplicate(answer) => return Ok(Outcome::from_stored("duplicate", answer)),
-            Applied::Conflict => {}
+        let applied = match self.decide_and_apply(&client, &m, facts, now).await? {
+            Applied::Conflict => {
+                let mut client = client;
+                let tx = client.transaction().await.map_err(DbError::from)?;
+                q::lock_subscriber(&tx, number).await?;
+                let facts = q::load_facts(&tx, number, &p.text, gateway, &p.id).await?;
+                let applied = self.decide_and_apply(&tx, &m, facts, now).await?;
+                tx.commit().await.map_err(DbError::from)?;
+                applied
+            }
+            applied => applied,
+        };
+        let mut answer = outcome(applied)?;
+        if backdated {
+            answer.note = Some(BACKDATED_NOTE);
         }
-        let mut client = client;
-        let tx = client.transaction().await.map_err(DbError::from)?;
-        q::lock_subscriber(&tx, number).await?;
-        let facts = q::load_facts(&tx, number, &p.text, gateway, &p.id).await?;
-        let applied = self.decide_and_apply(&tx, &m, facts, now).await?;
-        tx.commit().await.map_err(DbError::from)?;
-        outcome(applied)
+        Ok(answer)
     }
 
     /// Stores one part of a concatenated message; once all parts are in,
@@ -312,6 +344,7 @@ impl Inbound {
                 program: None,
                 action: None,
                 state: None,
+                note: None,
             });
         };
         let whole = Prepared {
@@ -355,10 +388,7 @@ impl Inbound {
             raw: &p.raw,
             classification,
             shortcode: self.shortcode(&p.to),
-            // A gateway that classified the keyword itself (Twilio's
-            // Advanced Opt-Out) has already answered the subscriber; a
-            // second confirmation would be one too many.
-            gateway_answered: p.hint.is_some(),
+            gateway_answered: p.hint,
         }
     }
 
@@ -381,6 +411,7 @@ impl Inbound {
             shortcode: m.to,
             text: m.text,
             sent_at: m.sent_at,
+            evidence_at: evidence_time(m.sent_at, now),
             raw: m.raw,
             action: plan.action.as_str(),
             program: plan.program.as_deref(),
@@ -391,6 +422,7 @@ impl Inbound {
             changes: plan.changes,
             reply: plan.reply.as_ref().map(|(program, kind, text)| q::Reply {
                 kind,
+                from: &m.shortcode.code,
                 program: Some(program.as_str()),
                 text: text.clone(),
                 sender: &m.shortcode.sender,
@@ -449,10 +481,12 @@ impl Inbound {
             .collect::<Vec<_>>();
         let language = c.language.unwrap_or(m.shortcode.language);
         let reply = targets.iter().zip(&decisions).find_map(|(program, d)| {
-            if m.gateway_answered {
+            let kind = d.reply?;
+            if m.gateway_answered
+                .is_some_and(|h| answered_by_gateway(h, kind))
+            {
                 return None;
             }
-            let kind = d.reply?;
             // A program missing from the configuration (removed since the
             // number joined) is answered in the short code's program's name.
             let name = if self.programs.contains_key(*program) {
@@ -597,7 +631,9 @@ struct Message<'a> {
     raw: &'a serde_json::Value,
     classification: &'a Classification,
     shortcode: &'a Shortcode,
-    gateway_answered: bool,
+    /// What a gateway that classified the keyword itself (Twilio's
+    /// Advanced Opt-Out) took it for: it has answered that already.
+    gateway_answered: Option<KeywordHint>,
 }
 
 struct Plan {
@@ -610,11 +646,16 @@ struct Plan {
     reply: Option<(String, &'static str, String)>,
 }
 
-/// A gateway that already classified the keyword (Twilio Advanced Opt-Out)
-/// has the last word; we keep our program and language.
+/// A gateway that already classified the keyword (Twilio Advanced
+/// Opt-Out) is heard, but an opt-out is never overruled: when either of us
+/// reads a stop, it is a stop. Otherwise the gateway's reading wins; we keep
+/// our program and language.
 fn with_hint(mut c: Classification, hint: Option<KeywordHint>) -> Classification {
+    if c.action.is_opt_out() {
+        return c;
+    }
     let action = match hint {
-        Some(KeywordHint::OptOut) if !c.action.is_opt_out() => Action::OptOut,
+        Some(KeywordHint::OptOut) => Action::OptOut,
         Some(KeywordHint::OptIn) if c.action != Action::OptIn => Action::OptIn,
         Some(KeywordHint::Help) if c.action != Action::Help => Action::Help,
         _ => return c,
@@ -622,6 +663,22 @@ fn with_hint(mut c: Classification, hint: Option<KeywordHint>) -> Classification
     c.action = action;
     c.keyword.get_or_insert_with(|| "provider".to_owned());
     c
+}
+
+/// Is a reply of `kind` what the gateway already sent for its `hint`?
+/// Twilio answers STOP, START and HELP itself; a double opt-in's
+/// confirmation request, or a goodbye where we read a stop in its START,
+/// is ours to send.
+fn answered_by_gateway(hint: KeywordHint, kind: ReplyKind) -> bool {
+    matches!(
+        (hint, kind),
+        (KeywordHint::OptOut, ReplyKind::Goodbye)
+            | (
+                KeywordHint::OptIn,
+                ReplyKind::Welcome | ReplyKind::AlreadySubscribed
+            )
+            | (KeywordHint::Help, ReplyKind::Help)
+    )
 }
 
 /// PostgreSQL text cannot hold NUL; nothing else is removed.
@@ -675,5 +732,32 @@ mod tests {
             Action::OptOutAll,
             "a broader opt-out is kept"
         );
+    }
+
+    #[test]
+    fn a_gateway_hint_never_turns_our_opt_out_into_anything_else() {
+        let classifier = Classifier::new(&ClassifierConfig::default());
+        for hint in [KeywordHint::OptIn, KeywordHint::Help, KeywordHint::OptOut] {
+            for text in ["STOP", "UNSUBSCRIBE", "stop all", "СТОП"] {
+                let c = with_hint(classifier.classify(text), Some(hint));
+                assert!(
+                    c.action.is_opt_out(),
+                    "{text} with {hint:?}: {:?}",
+                    c.action
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_reply_the_gateway_sent_itself_is_left_out() {
+        assert!(answered_by_gateway(KeywordHint::OptOut, ReplyKind::Goodbye));
+        assert!(answered_by_gateway(KeywordHint::OptIn, ReplyKind::Welcome));
+        assert!(!answered_by_gateway(
+            KeywordHint::OptIn,
+            ReplyKind::ConfirmRequest
+        ));
+        assert!(!answered_by_gateway(KeywordHint::OptIn, ReplyKind::Goodbye));
+        assert!(!answered_by_gateway(KeywordHint::Help, ReplyKind::Goodbye));
     }
 }

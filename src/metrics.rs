@@ -25,6 +25,27 @@ pub struct Metrics {
     pub sends: IntCounterVec,
     pub send_latency: HistogramVec,
     outbox: IntGaugeVec,
+    /// When the outbox gauges were last read from the database.
+    outbox_read_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The outbox gauges are read from the database at most this often,
+/// whatever the scrape rate: scrapes cost the database nothing more.
+const OUTBOX_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The method label: one of a fixed set, so clients cannot mint series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
 }
 
 impl Metrics {
@@ -69,7 +90,10 @@ impl Metrics {
         )
         .expect("static metric definition");
         let outbox = IntGaugeVec::new(
-            Opts::new("outbox_replies", "Replies in the outbox by status"),
+            Opts::new(
+                "outbox_replies",
+                "Replies waiting (queued) and in flight (sending), read at most every 15 s",
+            ),
             &["status"],
         )
         .expect("static metric definition");
@@ -77,6 +101,7 @@ impl Metrics {
             sends,
             send_latency,
             outbox,
+            outbox_read_at: std::sync::Mutex::new(None),
             pool_max: gauge("db_pool_max_connections", "Connection pool capacity"),
             pool_size: gauge("db_pool_connections", "Connections open in the pool"),
             pool_available: gauge("db_pool_available", "Idle connections in the pool"),
@@ -112,7 +137,21 @@ impl Metrics {
         self.latency.with_label_values(&[route]).observe(seconds);
     }
 
-    /// Sets the outbox gauges (read from the database at scrape time).
+    /// Whether the outbox gauges are due for a new read; claims the read
+    /// when they are, so concurrent scrapes do not all go to the database.
+    pub fn outbox_due(&self) -> bool {
+        let mut last = self
+            .outbox_read_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|t| t.elapsed() >= OUTBOX_REFRESH);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// Sets the outbox gauges.
     pub fn set_outbox(&self, depth: &[(String, i64)]) {
         self.outbox.reset();
         for (status, count) in depth {
@@ -149,8 +188,8 @@ impl Default for Metrics {
 }
 
 /// Middleware recording every request. The route label is the matched
-/// pattern (`/webhooks/{gateway}`), never the raw path, so label
-/// cardinality stays bounded whatever clients send.
+/// pattern (`/webhooks/{gateway}`), never the raw path, and the method one
+/// of a fixed set, so label cardinality stays bounded whatever clients send.
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -159,7 +198,7 @@ pub async fn record(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let res = next.call(req).await;
     if let Some(metrics) = metrics {
@@ -167,7 +206,7 @@ pub async fn record(
             Ok(r) => r.status().as_u16(),
             Err(e) => e.as_response_error().status_code().as_u16(),
         };
-        metrics.observe(&route, &method, status, started.elapsed().as_secs_f64());
+        metrics.observe(&route, method, status, started.elapsed().as_secs_f64());
     }
     res
 }

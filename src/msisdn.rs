@@ -122,9 +122,11 @@ impl fmt::Display for Msisdn {
     }
 }
 
-/// Error messages echo at most a few dozen characters of the input.
+/// Error messages echo at most a few dozen characters of the input, masked:
+/// they reach logs and answers, and the input may be someone's number.
 fn clip(s: &str) -> String {
-    s.chars().take(32).collect()
+    let clipped: String = s.chars().take(32).collect();
+    crate::telemetry::Masked(&clipped).to_string()
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{middleware, web, App, HttpServer};
 use deadpool_postgres::Pool;
 
@@ -14,6 +17,8 @@ use crate::error;
 use crate::gateways::Gateways;
 use crate::inbound::Inbound;
 use crate::metrics::{self, Metrics};
+use crate::routes::guard::AuthGuard;
+use crate::routes::staff_auth::StaffPool;
 use crate::routes::{console, health, staff_auth, support, webhooks};
 
 /// Largest request body accepted (CONTRACT §4: 413 above it).
@@ -55,6 +60,17 @@ impl Application {
             .collect::<Result<Vec<Pool>, _>>()
             .map_err(std::io::Error::other)?;
         let all_pools = web::Data::new(AllPools(pools.clone()));
+        // Staff routes have connections of their own: however they are
+        // loaded (a flood of bad tokens, a large export), webhooks keep
+        // theirs.
+        let staff_pool = crate::db::pool(db.clone(), settings.database.staff_pool_size)
+            .map_err(std::io::Error::other)?;
+        let staff_data = web::Data::new(staff_pool.clone());
+        let staff_pool = web::Data::new(StaffPool(staff_pool));
+        let guard = web::Data::new(AuthGuard::new(
+            settings.service.max_auth_failures_per_minute,
+            crate::routes::guard::FAILURES_PER_SECOND,
+        ));
         let next_pool = Arc::new(AtomicUsize::new(0));
         let metrics = web::Data::new(Metrics::new());
         let shared_metrics = metrics.clone().into_inner();
@@ -62,13 +78,19 @@ impl Application {
         let inbound = web::Data::new(Inbound::new(&settings));
         let settings = web::Data::from(settings);
         let grace = settings.service.shutdown_grace_secs;
+        let request_timeout = Duration::from_secs(settings.service.request_timeout_secs);
+        let max_connections = settings.service.max_connections;
         let server = HttpServer::new(move || {
             // Called once on each worker's thread.
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
+            let no_store = || middleware::DefaultHeaders::new().add((CACHE_CONTROL, "no-store"));
             App::new()
+                .wrap(middleware::from_fn(error::deadline))
                 .wrap(middleware::from_fn(metrics::record))
                 .app_data(web::Data::new(pool))
                 .app_data(all_pools.clone())
+                .app_data(staff_pool.clone())
+                .app_data(guard.clone())
                 .app_data(metrics.clone())
                 .app_data(settings.clone())
                 .app_data(gateways.clone())
@@ -88,6 +110,8 @@ impl Application {
                 .service(
                     web::scope("/v1")
                         .wrap(middleware::from_fn(staff_auth::audit))
+                        .wrap(no_store())
+                        .app_data(staff_data.clone())
                         .app_data(error::path_config())
                         .route("/subscribers", web::get().to(support::list))
                         .route("/subscribers/{number}", web::get().to(support::lookup))
@@ -105,6 +129,8 @@ impl Application {
                 .service(
                     web::scope("/console")
                         .wrap(middleware::from_fn(staff_auth::audit))
+                        .wrap(no_store())
+                        .app_data(staff_data.clone())
                         .route("", web::get().to(console::index))
                         .route("/", web::get().to(console::index))
                         .route("/login", web::get().to(console::login_form))
@@ -117,6 +143,13 @@ impl Application {
                 .default_service(web::to(error::not_found))
         })
         .workers(workers)
+        // A client gets this long for its request's head; `error::deadline`
+        // bounds the body and the handling. Idle keep-alive connections
+        // close after the same time.
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(request_timeout)
+        .max_connections(max_connections)
         .listen(listener)?
         // We handle SIGINT/SIGTERM ourselves: drain HTTP first, then stop
         // the database.

@@ -32,58 +32,164 @@ pub fn init_for_commands() {
 }
 
 /// For tests: readable text through the test harness's capture, so logs
-/// show up only for failing tests. `RUST_LOG` sets the level (`warn`).
+/// show up only for failing tests, every line checked by the
+/// [`GuardedTestWriter`]. `RUST_LOG` sets the level (`info`, so that the
+/// lines a production service writes are all checked).
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_test_writer()
+        .with_writer(|| GuardedTestWriter)
         .try_init();
 }
 
-/// A phone number as it may appear in logs: `+62812****7890`.
+/// A phone number as it may appear in logs: `+6281*******90`.
 ///
-/// Keeps the country code and operator prefix (useful when debugging
-/// routing) and the last four digits (what a subscriber quotes on the
-/// phone); everything between is starred.
+/// Digits are what identify a subscriber, so digits are what is counted:
+/// at most the first four (country code and operator, useful when
+/// debugging routing) and the last two stay, never more than half of them,
+/// whatever the length (`+14155550123` → `+141******23`). Separators and
+/// the `+` are kept; any other character is starred like a digit.
 pub struct Masked<'a>(pub &'a str);
+
+impl Masked<'_> {
+    /// Digits (and other characters that are not separators) shown at the
+    /// start and the end of a number with `n` of them.
+    fn kept(n: usize) -> (usize, usize) {
+        let keep = (n / 2).min(6);
+        let tail = keep.min(2).min(keep / 2);
+        (keep - tail, tail)
+    }
+}
 
 impl fmt::Display for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chars: Vec<char> = self.0.chars().collect();
-        let (head, tail) = match chars.len() {
-            n if n > 10 => (6, 4),
-            n if n > 4 => (2, 2),
-            _ => (0, 0),
-        };
-        let hidden = chars.len() - head - tail;
-        for c in &chars[..head] {
-            f.write_fmt(format_args!("{c}"))?;
+        let separator = |c: char| matches!(c, '+' | ' ' | '-' | '(' | ')' | '.');
+        let n = self.0.chars().filter(|c| !separator(*c)).count();
+        let (head, tail) = Self::kept(n);
+        let mut seen = 0;
+        for c in self.0.chars() {
+            if separator(c) {
+                f.write_fmt(format_args!("{c}"))?;
+                continue;
+            }
+            seen += 1;
+            if seen <= head || seen > n - tail {
+                f.write_fmt(format_args!("{c}"))?;
+            } else {
+                f.write_str("*")?;
+            }
         }
-        for _ in 0..hidden {
-            f.write_str("*")?;
+        Ok(())
+    }
+}
+
+/// Does `line` hold something that looks like an unmasked phone number: a
+/// `+` and 8 or more digits in a row, or 11 to 15 digits in a row that are
+/// not part of a longer word (ids such as `SM0123…` are words)? Used by the
+/// tests' log guard; timestamps in seconds have 10 digits and pass.
+pub fn looks_like_a_number(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
         }
-        for c in &chars[chars.len() - tail..] {
-            f.write_fmt(format_args!("{c}"))?;
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
         }
+        let run = i - start;
+        let before = start.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i).copied();
+        let word = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if before == Some(b'+') && run >= 8 {
+            return true;
+        }
+        if (11..=15).contains(&run) && !word(before) && !word(after) && before != Some(b'.') {
+            return true;
+        }
+    }
+    false
+}
+
+/// The tests' writer: every line goes to the test harness's capture, and a
+/// line that [`looks_like_a_number`] aborts the whole test binary, loudly.
+/// Every log line of every test that runs a server is checked, so a raw
+/// phone number reaching a log fails the suite wherever it comes from.
+pub struct GuardedTestWriter;
+
+impl std::io::Write for GuardedTestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        if looks_like_a_number(&text) {
+            eprintln!(
+                "\nA RAW PHONE NUMBER REACHED A LOG LINE (mask it with Msisdn::masked):\n{text}"
+            );
+            std::process::abort();
+        }
+        // Through the harness's capture, like `with_test_writer`.
+        print!("{text}");
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Masked;
+    use super::{looks_like_a_number, Masked};
 
     #[test]
-    fn an_indonesian_mobile_number_keeps_prefix_and_last_four_digits() {
-        assert_eq!(Masked("+6281234567890").to_string(), "+62812****7890");
+    fn an_indonesian_mobile_number_keeps_four_first_and_two_last_digits() {
+        assert_eq!(Masked("+6281234567890").to_string(), "+6281*******90");
+    }
+
+    #[test]
+    fn at_most_four_and_two_digits_stay_whatever_the_length() {
+        for (raw, masked) in [
+            ("+14155550123", "+141******23"),
+            ("+6591234567", "+659*****67"),
+            ("+79161234567", "+791******67"),
+            ("0812-3456-7890", "0812-****-**90"),
+            ("+7912345", "+79****5"),
+        ] {
+            assert_eq!(Masked(raw).to_string(), masked, "{raw}");
+        }
+        for len in 0..40 {
+            let raw = "9".repeat(len);
+            let shown = Masked(&raw).to_string().matches('9').count();
+            assert!(shown <= 6 && shown <= len / 2, "{len}: {shown}");
+        }
     }
 
     #[test]
     fn short_and_odd_inputs_are_masked_without_panicking() {
         assert_eq!(Masked("").to_string(), "");
-        assert_eq!(Masked("1234").to_string(), "****");
-        assert_eq!(Masked("+7912345").to_string(), "+7****45");
-        assert_eq!(Masked("ТЕЛЕФОН-НОМЕР").to_string(), "ТЕЛЕФО***ОМЕР");
+        assert_eq!(Masked("1234").to_string(), "1**4");
+        assert_eq!(Masked("ТЕЛЕФОН-НОМЕР").to_string(), "ТЕЛЕ***-***ЕР");
+    }
+
+    #[test]
+    fn the_log_guard_knows_a_number_from_an_id_or_a_timestamp() {
+        for line in [
+            "msisdn=+6281234567890 flooding",
+            "`6281234567890` is not a possible phone number",
+            "from 081234567890,",
+        ] {
+            assert!(looks_like_a_number(line), "{line}");
+        }
+        for line in [
+            "msisdn=+6281*******90",
+            "timestamp=1795428000",
+            "id=SM0123456789abcdef0123456789abcdef",
+            "took 0.000123456789 s",
+            "owner=host-1234-deadbeef",
+        ] {
+            assert!(!looks_like_a_number(line), "{line}");
+        }
     }
 }

@@ -126,6 +126,8 @@ pub struct Apply<'a> {
     pub shortcode: &'a str,
     pub text: &'a str,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The time the ledger records; `None`: the database's now.
+    pub evidence_at: Option<DateTime<Utc>>,
     pub raw: &'a serde_json::Value,
     pub action: &'static str,
     pub program: Option<&'a str>,
@@ -140,6 +142,8 @@ pub struct Apply<'a> {
 #[derive(Debug, Clone)]
 pub struct Reply<'a> {
     pub kind: &'static str,
+    /// The configured short code it is sent from (and that its text names).
+    pub from: &'a str,
     pub program: Option<&'a str>,
     pub text: String,
     pub sender: &'a str,
@@ -154,7 +158,7 @@ pub enum Applied {
 }
 
 const APPLY: &str = "SELECT r_status, r_inbound_id, r_action, r_program, r_state FROM keyward_apply_inbound(
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
 
 pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied, DbError> {
     let stmt = client.prepare_cached(APPLY).await?;
@@ -165,6 +169,7 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
     let reply_program = a.reply.as_ref().and_then(|r| r.program);
     let reply_text = a.reply.as_ref().map(|r| r.text.as_str());
     let sender = a.reply.as_ref().map(|r| r.sender);
+    let reply_from = a.reply.as_ref().map(|r| r.from);
     let row = client
         .query_one(
             &stmt,
@@ -190,6 +195,8 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
                 &reply_program,
                 &reply_text,
                 &sender,
+                &a.evidence_at,
+                &reply_from,
             ],
         )
         .await?;
@@ -233,8 +240,11 @@ pub struct NewPart<'a> {
     pub raw: &'a serde_json::Value,
 }
 
+/// How long the parts of one concatenated message may take to arrive.
+pub const PART_WINDOW_HOURS: f64 = 24.0;
+
 /// Stores a part (a redelivered part is ignored) and returns the parts of
-/// its message not yet assembled, in order. Run it with the subscriber
+/// its message not yet assembled and not older than the window, in order. Run it with the subscriber
 /// locked, so two last parts arriving together see each other.
 pub async fn store_part(
     client: &impl GenericClient,
@@ -266,14 +276,26 @@ pub async fn store_part(
         .await?;
     let pending = client
         .prepare_cached(
-            "SELECT id, gateway_message_id, total, part, text, sent_at, raw
+            // Parts wait a day at most: older ones of this number are
+            // dropped here, and never spliced into a later message that
+            // happens to reuse the reference.
+            "WITH expired AS (
+                 DELETE FROM inbound_parts
+                  WHERE msisdn = $1 AND gateway = $2 AND inbound_message_id IS NULL
+                    AND received_at < now() - $4 * interval '1 hour'
+             )
+             SELECT id, gateway_message_id, total, part, text, sent_at, raw
                FROM inbound_parts
               WHERE msisdn = $1 AND gateway = $2 AND reference = $3 AND inbound_message_id IS NULL
+                AND received_at >= now() - $4 * interval '1 hour'
               ORDER BY part, id",
         )
         .await?;
     let rows = client
-        .query(&pending, &[&p.msisdn, &p.gateway, &p.reference])
+        .query(
+            &pending,
+            &[&p.msisdn, &p.gateway, &p.reference, &PART_WINDOW_HOURS],
+        )
         .await?;
     Ok(rows
         .iter()

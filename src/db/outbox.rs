@@ -206,13 +206,25 @@ pub async fn provider_opt_out(
     Ok(row.get(0))
 }
 
-/// Replies by status, for `/metrics`.
+/// Counting stops here: past it the gauge says "at least this many".
+pub const DEPTH_CAP: i64 = 1_000_000;
+
+/// Replies waiting to be sent (`queued`) and in flight (`sending`), for
+/// `/metrics`. Each count walks only its own partial index, and stops at
+/// [`DEPTH_CAP`]; finished replies (the outbox's bulk, growing for ever)
+/// are never counted — `replies_total` counts them as they happen.
 pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
     let stmt = client
-        .prepare_cached("SELECT status::text, count(*) FROM outbox GROUP BY status")
+        .prepare_cached(
+            "SELECT 'queued', (SELECT count(*) FROM
+                    (SELECT 1 FROM outbox WHERE status = 'queued' LIMIT $1) q)
+             UNION ALL
+             SELECT 'sending', (SELECT count(*) FROM
+                    (SELECT 1 FROM outbox WHERE status = 'sending' LIMIT $1) s)",
+        )
         .await?;
     Ok(client
-        .query(&stmt, &[])
+        .query(&stmt, &[&DEPTH_CAP])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))

@@ -76,16 +76,25 @@ pub async fn revoke_token(client: &impl GenericClient, name: &str) -> Result<boo
     Ok(n > 0)
 }
 
-/// The active token with this hash, if any; notes its use.
+/// The active token with this hash, if any; notes its use (to the minute).
 pub async fn authenticate(
     client: &impl GenericClient,
     sha256: &[u8; 32],
 ) -> Result<Option<Staff>, DbError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE api_tokens SET last_used_at = now()
-              WHERE token_sha256 = $1 AND revoked_at IS NULL
-             RETURNING id, name, role::text",
+            // A read by the hash's index; the write only for a real token
+            // not noted in the last minute, so neither an unknown token nor
+            // a busy one costs an UPDATE per request.
+            "WITH t AS (
+                 SELECT id, name, role, last_used_at FROM api_tokens
+                  WHERE token_sha256 = $1 AND revoked_at IS NULL
+             ), noted AS (
+                 UPDATE api_tokens a SET last_used_at = now() FROM t
+                  WHERE a.id = t.id
+                    AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
+             )
+             SELECT id, name, role::text FROM t",
         )
         .await?;
     Ok(client

@@ -28,6 +28,7 @@ pub const WINDOW_SECS: i64 = 300;
 
 pub struct Generic {
     secrets: Vec<Secret>,
+    allow_unsigned: bool,
 }
 
 impl Generic {
@@ -38,13 +39,20 @@ impl Generic {
                 .as_ref()
                 .map(|s| s.all().to_vec())
                 .unwrap_or_default(),
+            allow_unsigned: settings.allow_unsigned,
         }
     }
 
     fn authenticate(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
         if self.secrets.is_empty() {
-            // Only the built-in local default runs without a secret.
-            return Ok(());
+            // Configuration refuses this unless on loopback; never by accident.
+            return if self.allow_unsigned {
+                Ok(())
+            } else {
+                Err(WebhookError::Unauthorized(
+                    "the generic gateway has no secret configured".into(),
+                ))
+            };
         }
         let signature = req
             .header("x-keyward-signature")

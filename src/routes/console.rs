@@ -7,7 +7,7 @@
 //! them at once, on every instance, and a restart does not sign everyone
 //! out (as a signing key made at start would). The cookie is HttpOnly,
 //! SameSite=Strict, Secure when the request came over HTTPS (directly or
-//! per `X-Forwarded-Proto`), and lasts 8 hours. Every form that changes
+//! per the `X-Forwarded-Proto` of a trusted proxy), and lasts 8 hours. Every form that changes
 //! something carries the session's CSRF token; an opt-out also needs a
 //! confirmation step.
 
@@ -23,10 +23,11 @@ use crate::config::Settings;
 use crate::db::support as q;
 use crate::error::ApiError;
 use crate::inbound::Inbound;
-use crate::routes::staff_auth::{client, note_failed, note_number, note_staff};
+use crate::routes::guard::forwarded_https;
+use crate::routes::staff_auth::{client, note_number, note_staff, refuse};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
 use crate::staff::view::{DayCounts, Evidence, Subscriber, TimelineItem};
-use crate::staff::{hash_token, new_token, Staff, TimelineCursor};
+use crate::staff::{hash_token, new_token, plausible_token, Staff, TimelineCursor};
 
 const COOKIE: &str = "kw_session";
 const SESSION_HOURS: i32 = 8;
@@ -51,8 +52,14 @@ pub fn session_cookie(value: &str, secure: bool, max_age_secs: i64) -> String {
     )
 }
 
+/// Did the browser use HTTPS? Believed from `X-Forwarded-Proto` only when
+/// a configured trusted proxy sent it.
 fn is_https(req: &HttpRequest) -> bool {
-    req.connection_info().scheme().eq_ignore_ascii_case("https")
+    let proxies = req
+        .app_data::<web::Data<Settings>>()
+        .map(|s| s.service.proxies())
+        .unwrap_or_default();
+    forwarded_https(req, &proxies)
 }
 
 fn redirect(to: &str) -> HttpResponse {
@@ -296,14 +303,27 @@ pub async fn login(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_cross_site(&req)?;
-    let client = client(&pool).await?;
-    let Some(staff) = q::authenticate(&client, &hash_token(form.token.trim())).await? else {
-        note_failed(&req);
-        return Ok(page(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            login_page(Some("That token is unknown or revoked.")),
-        ));
+    let token = form.token.trim();
+    let staff = if plausible_token(token) {
+        q::authenticate(&client(&pool).await?, &hash_token(token)).await?
+    } else {
+        None
     };
+    let Some(staff) = staff else {
+        // Sign-in is by token, so there is no account to count failures
+        // against: the client's address is what is limited.
+        return match refuse(&req, ApiError::Unauthorized(String::new())) {
+            ApiError::TooManyFailures => Ok(page(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                login_page(Some("Too many failed sign-ins from here; wait a minute.")),
+            )),
+            _ => Ok(page(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                login_page(Some("That token is unknown or revoked.")),
+            )),
+        };
+    };
+    let client = client(&pool).await?;
     note_staff(&req, &staff);
     let session = new_token();
     let csrf = new_token();

@@ -2,6 +2,7 @@
 //! they hold no business rules of their own.
 
 pub mod console;
+pub mod guard;
 pub mod health;
 pub mod staff_auth;
 pub mod support;

@@ -2,10 +2,15 @@
 //!
 //! [`Staff`] is an extractor: `Authorization: Bearer <token>`, looked up by
 //! its SHA-256 among active tokens (401 when missing, unknown or revoked).
-//! [`require`] turns a role too weak into 403. [`audit`] is middleware on
-//! `/v1` and `/console`: after each request it writes one `audit_log` row
-//! with the token, the endpoint's pattern, the number the handler looked
-//! at (see [`note_number`]) and the status.
+//! A token that cannot be one of ours (not `kw_` and 43 base64url
+//! characters) is refused without asking the database, and each client's
+//! failures are limited by the [`AuthGuard`]: past its allowance a failure
+//! is 429 and leaves no audit row. [`require`] turns a role too weak into
+//! 403. [`audit`] is middleware on `/v1` and `/console`: after each request
+//! it writes one `audit_log` row with the token, the endpoint's pattern,
+//! the number the handler looked at (see [`note_number`]), the status and
+//! the query string (clipped). Staff routes use a pool of their own
+//! ([`StaffPool`]), so no load on them can take connections from webhooks.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -15,10 +20,21 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use deadpool_postgres::{Object, Pool};
 use futures_util::future::LocalBoxFuture;
 
+use crate::config::Settings;
 use crate::db::support::{self as q, AuditEntry};
 use crate::error::ApiError;
 use crate::msisdn::Msisdn;
-use crate::staff::{bearer, hash_token, Role, Staff};
+use crate::routes::guard::{client_addr, AuthGuard};
+use crate::staff::{bearer, hash_token, plausible_token, Role, Staff};
+
+/// The connections of the staff routes (`/v1`, `/console`), apart from the
+/// webhooks' pools.
+#[derive(Clone)]
+pub struct StaffPool(pub Pool);
+
+/// Characters of a query string kept in an audit row (a failed request's
+/// query is the attacker's to choose).
+const AUDIT_QUERY_CHARS: usize = 256;
 
 /// A request that tried to authenticate and failed: audited too, as
 /// `unauthenticated`.
@@ -43,6 +59,27 @@ pub fn note_staff(req: &HttpRequest, staff: &Staff) {
 
 pub fn note_failed(req: &HttpRequest) {
     req.extensions_mut().insert(AuthFailed);
+}
+
+/// A failed authentication: 401 (audited) within the client's allowance,
+/// 429 (not audited: the allowance is what bounds the audit rows) past it.
+pub fn refuse(req: &HttpRequest, unauthorized: ApiError) -> ApiError {
+    let within = match (
+        req.app_data::<web::Data<AuthGuard>>(),
+        req.app_data::<web::Data<Settings>>(),
+    ) {
+        (Some(guard), Some(settings)) => {
+            guard.failure(client_addr(req, &settings.service.proxies()))
+        }
+        (Some(guard), None) => guard.failure(req.peer_addr().map(|a| a.ip())),
+        _ => true,
+    };
+    if within {
+        note_failed(req);
+        unauthorized
+    } else {
+        ApiError::TooManyFailures
+    }
 }
 
 /// 403 unless `staff` has at least `needed`.
@@ -79,11 +116,17 @@ impl FromRequest for Staff {
                 .and_then(bearer)
                 .map(str::to_owned);
             let Some(token) = token else {
-                note_failed(&req);
-                return Err(ApiError::Unauthorized(
-                    "an `Authorization: Bearer <token>` header is required".into(),
+                return Err(refuse(
+                    &req,
+                    ApiError::Unauthorized(
+                        "an `Authorization: Bearer <token>` header is required".into(),
+                    ),
                 ));
             };
+            let unknown = || ApiError::Unauthorized("the token is unknown or revoked".into());
+            if !plausible_token(&token) {
+                return Err(refuse(&req, unknown()));
+            }
             let pool = req
                 .app_data::<web::Data<Pool>>()
                 .ok_or(ApiError::Unavailable)?;
@@ -93,12 +136,7 @@ impl FromRequest for Staff {
                     note_staff(&req, &staff);
                     Ok(staff)
                 }
-                None => {
-                    note_failed(&req);
-                    Err(ApiError::Unauthorized(
-                        "the token is unknown or revoked".into(),
-                    ))
-                }
+                None => Err(refuse(&req, unknown())),
             }
         })
     }
@@ -114,7 +152,7 @@ pub async fn audit(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     // The request is read back from the response: cloning it before
     // routing would stop the router from recording the matched resource.
-    let pool = req.app_data::<web::Data<Pool>>().cloned();
+    let pool = req.app_data::<web::Data<StaffPool>>().cloned();
     let res = next.call(req).await?;
     let http = res.request().clone();
     let (staff, failed, msisdn) = {
@@ -132,20 +170,27 @@ pub async fn audit(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let query = http.query_string();
-    let detail = (!query.is_empty()).then(|| serde_json::json!({ "query": query }));
+    let detail = (!query.is_empty()).then(|| {
+        let clipped = crate::staff::clip_chars(query, AUDIT_QUERY_CHARS);
+        if clipped.len() < query.len() {
+            serde_json::json!({ "query": clipped, "query_bytes": query.len() })
+        } else {
+            serde_json::json!({ "query": clipped })
+        }
+    });
     let entry = AuditEntry {
         token_id: staff.as_ref().map(|s| s.token_id),
         actor: staff
             .as_ref()
             .map_or("unauthenticated", |s| s.name.as_str()),
-        method: http.method().as_str(),
+        method: crate::metrics::method_label(http.method()),
         endpoint: &endpoint,
         msisdn: msisdn.as_deref(),
         status: Some(res.status().as_u16() as i16),
         detail,
     };
     let written = match &pool {
-        Some(pool) => match pool.get().await {
+        Some(pool) => match pool.0.get().await {
             Ok(client) => q::audit(&client, &entry).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },

@@ -355,8 +355,17 @@ pub async fn consent_export(
             }
             for row in &rows {
                 let id = row.event_id.to_string();
-                let record = std::iter::once(id.as_str())
-                    .chain(row.fields.iter().map(|f| f.as_deref().unwrap_or("")));
+                // Subscribers write some of these cells (text, keyword)
+                // and gateways others: none may reach a spreadsheet as a
+                // formula.
+                let cells: Vec<std::borrow::Cow<'_, str>> = std::iter::once(id.as_str().into())
+                    .chain(
+                        row.fields
+                            .iter()
+                            .map(|f| staff::spreadsheet_safe(f.as_deref().unwrap_or(""))),
+                    )
+                    .collect();
+                let record = cells.iter().map(|c| c.as_bytes());
                 written = written.and_then(|()| csv.write_record(record));
                 c.after = row.event_id;
             }

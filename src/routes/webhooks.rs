@@ -31,11 +31,19 @@ async fn read(
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let body = payload
-        .to_bytes_limited(MAX_BODY)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
-        .map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
+    // A body that does not arrive in time is refused before the gateway
+    // adapter or the database see anything.
+    let secs = req
+        .app_data::<web::Data<crate::config::Settings>>()
+        .map_or(10, |s| s.service.request_timeout_secs);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        payload.to_bytes_limited(MAX_BODY),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout(secs))?
+    .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?
+    .map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
     Ok((gateway, body))
 }
 

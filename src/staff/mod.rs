@@ -122,6 +122,24 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Could this be a token [`new_token`] made? (`kw_` and 43 base64url
+/// characters.) Anything else is refused without a database lookup.
+pub fn plausible_token(token: &str) -> bool {
+    token.len() == 46
+        && token.starts_with("kw_")
+        && token[3..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// At most `max` characters of `s` (for logs and audit rows).
+pub fn clip_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header value.
 pub fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
@@ -218,6 +236,36 @@ pub fn list_cursor(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A CSV cell that a spreadsheet will show as text, never run as a formula
+/// (OWASP's advice for CSV injection): a cell starting with `=`, `+`, `-`,
+/// `@`, tab or carriage return gets a leading `'`. A sign followed only by
+/// digits (an E.164 number, a negative count) is a number to a spreadsheet,
+/// not a formula, and is left as it is so numbers stay machine-readable.
+///
+/// ```
+/// use keyward::staff::spreadsheet_safe;
+/// assert_eq!(spreadsheet_safe("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+/// assert_eq!(spreadsheet_safe("@STOP"), "'@STOP");
+/// assert_eq!(spreadsheet_safe("+6281234567890"), "+6281234567890");
+/// assert_eq!(spreadsheet_safe("STOP"), "STOP");
+/// ```
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let mut chars = cell.chars();
+    let risky = match chars.next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => {
+            let rest = chars.as_str();
+            rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    };
+    if risky {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// Error messages echo at most a few dozen characters of the input.
 fn clip(s: &str) -> String {
     s.chars().take(32).collect()
@@ -228,6 +276,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn formula_cells_are_neutralised_and_numbers_kept() {
+        for risky in [
+            "=1+1",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tSTOP",
+            "\r=1",
+            "+",
+            "-",
+        ] {
+            assert_eq!(spreadsheet_safe(risky), format!("'{risky}"), "{risky:?}");
+        }
+        for plain in ["+6281234567890", "-12", "STOP", "", "'quoted", "a=b"] {
+            assert_eq!(spreadsheet_safe(plain), plain, "{plain:?}");
+        }
+    }
+
+    #[test]
     fn tokens_are_random_prefixed_and_hash_to_32_bytes() {
         let a = new_token();
         let b = new_token();
@@ -235,6 +302,17 @@ mod tests {
         assert!(a.starts_with("kw_"));
         assert_ne!(hash_token(&a), hash_token(&b));
         assert_eq!(hash_token(&a), hash_token(&a.clone()));
+        assert!(plausible_token(&a) && plausible_token(&b));
+        for bogus in [
+            "",
+            "kw_",
+            "Bearer",
+            &a[..45],
+            &format!("{a}x"),
+            &a.replace("kw_", "kx_"),
+        ] {
+            assert!(!plausible_token(bogus), "{bogus:?}");
+        }
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub fn render_subscriber(s: &Subscriber, colour: bool) -> String {
     };
     let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let mut out = String::new();
-    let _ = writeln!(out, "{}", s.msisdn);
+    let _ = writeln!(out, "{}", one_line(&s.msisdn));
     let _ = writeln!(out, "first seen  {}", time(&s.first_seen_at));
     if let Some(t) = &s.last_inbound_at {
         let _ = writeln!(out, "last text   {}", time(t));
@@ -340,11 +340,13 @@ fn evidence_line(e: &Evidence) -> String {
 }
 
 /// A text as one terminal-safe line: control characters (an ANSI escape
-/// in a stored SMS, say) are shown escaped, never interpreted.
+/// in a stored SMS, say) and the invisible marks that reorder text on
+/// screen (bidirectional overrides) are shown escaped, never interpreted.
 fn one_line(s: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c.is_control() || reorders(c) {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
@@ -357,8 +359,16 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", one_line(s))
 }
 
+/// Every cell is made terminal-safe here, whatever field it came from (a
+/// gateway message id, an actor, a program name…): no stored byte reaches
+/// the terminal unescaped. `style` may add colours afterwards.
 fn table(out: &mut String, rows: &[[String; 4]], style: impl Fn(usize, &str) -> String) {
     use std::fmt::Write;
+    let rows: Vec<[String; 4]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| one_line(&cell)))
+        .collect();
+    let rows = rows.as_slice();
     let width = |c: &str| c.chars().count();
     let mut widths = [0usize; 4];
     for row in rows {
@@ -434,6 +444,47 @@ mod tests {
         );
         assert!(text.contains("none -> subscribed by inbound"), "{text}");
         assert!(!text.contains('\x1b'), "no raw escapes: {text}");
+    }
+
+    #[test]
+    fn every_stored_field_is_escaped_on_the_terminal() {
+        let evil = "x\x1b]0;pwned\x07\u{202e}y";
+        let mut s = sample();
+        s.programs[0].program = evil.into();
+        s.programs[0].consent.gateway_message_id = Some(evil.into());
+        s.programs[0].consent.gateway = Some(evil.into());
+        s.programs[0].consent.actor = Some(evil.into());
+        for item in &mut s.timeline {
+            match item {
+                TimelineItem::Inbound {
+                    gateway_message_id,
+                    gateway,
+                    action,
+                    ..
+                } => {
+                    *gateway_message_id = evil.into();
+                    *gateway = evil.into();
+                    *action = Some(evil.into());
+                }
+                TimelineItem::StateChange { actor, cause, .. } => {
+                    *actor = Some(evil.into());
+                    *cause = evil.into();
+                }
+                TimelineItem::Reply { kind, status, .. } => {
+                    *kind = evil.into();
+                    *status = evil.into();
+                }
+            }
+        }
+        for colour in [false, true] {
+            let text = render_subscriber(&s, colour);
+            assert!(
+                !text.contains('\x07') && !text.contains('\u{202e}'),
+                "{text}"
+            );
+            assert!(!text.contains("\x1b]"), "{text}");
+            assert!(text.contains("x\\u{1b}]0;pwned\\u{7}\\u{202e}y"), "{text}");
+        }
     }
 
     #[test]

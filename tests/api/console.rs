@@ -136,7 +136,10 @@ async fn a_form_posted_from_another_site_is_refused() {
 
 #[tokio::test]
 async fn the_session_cookie_is_http_only_strict_expiring_and_secure_behind_https() {
-    let app = spawn_app().await;
+    // The test client plays the TLS-terminating proxy on 127.0.0.1.
+    let mut settings = crate::support::signed_generic_settings();
+    settings.service.trusted_proxies = vec!["127.0.0.1".into()];
+    let app = crate::support::spawn_app_on(crate::support::fresh_database().await, settings).await;
     let secret = token(&app, "ana").await;
     let http = no_redirects();
     let res = http

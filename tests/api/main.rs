@@ -8,5 +8,6 @@ mod dispatch;
 mod gateways;
 mod health;
 mod schema;
+mod security;
 mod staff;
 mod webhooks;

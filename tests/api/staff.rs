@@ -583,7 +583,7 @@ async fn an_inbound_decision_made_before_a_staff_opt_out_cannot_be_written() {
                  '+6281234567890', $1, 'generic', 'gw-late', '3344', 'STOP', NULL, '{}',
                  'opt_out', 'default', 'STOP', 'en', 'unsubscribed', 'applied',
                  ARRAY['default'], ARRAY['subscribed'], ARRAY['unsubscribed'],
-                 NULL, NULL, NULL, NULL)",
+                 NULL, NULL, NULL, NULL, NULL, NULL)",
             &[&version],
         )
         .await

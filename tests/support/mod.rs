@@ -135,6 +135,9 @@ pub fn test_settings(customise: impl FnOnce(&mut Settings)) -> Settings {
     // Tests send bursts from one number on purpose; the flood limit has a
     // test of its own.
     settings.service.max_messages_per_number_per_minute = 0;
+    // Tests fail authentication on purpose, many times from 127.0.0.1; the
+    // failure limit has a test of its own.
+    settings.service.max_auth_failures_per_minute = 100_000;
     customise(&mut settings);
     settings.validate().expect("test settings are valid");
     settings
@@ -150,6 +153,7 @@ pub fn signed_generic_settings() -> Settings {
                 GENERIC_SECRET,
             ))),
             reply_url: None,
+            allow_unsigned: false,
         });
     })
 }

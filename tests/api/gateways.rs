@@ -359,6 +359,66 @@ async fn twilio_advanced_opt_out_is_honoured() {
     );
 }
 
+#[tokio::test]
+async fn twilio_hints_never_overrule_an_opt_out_and_double_opt_in_still_asks() {
+    let app = app().await;
+    let url = format!("{PUBLIC_URL}/webhooks/twilio");
+    for (sid, hint) in [("SM20", "START"), ("SM21", "HELP")] {
+        let join = format!("{sid}-join");
+        let params = twilio_params(&join, NUMBER, "MAU");
+        let res = app
+            .twilio(&params, Some(twilio_signature(&url, &params)))
+            .await;
+        assert_eq!(res.status(), 200);
+        let mut params = twilio_params(sid, NUMBER, "STOP");
+        params.push(("OptOutType", hint));
+        let res = app
+            .twilio(&params, Some(twilio_signature(&url, &params)))
+            .await;
+        assert_eq!(res.status(), 200);
+        let (_, _, action) = app.stored("twilio", sid).await.unwrap();
+        assert_eq!(
+            action.as_deref(),
+            Some("opt_out"),
+            "{hint} does not undo a STOP"
+        );
+        let goodbye = app
+            .count(&format!(
+                "SELECT count(*) FROM outbox o JOIN inbound_messages m ON m.id = o.inbound_message_id
+                  WHERE m.gateway_message_id = '{sid}' AND o.kind = 'goodbye'"
+            ))
+            .await;
+        assert_eq!(
+            goodbye, 1,
+            "Twilio answered {hint}, so the goodbye is ours to send"
+        );
+    }
+
+    let mut settings = all_gateways();
+    settings.programs[0].double_opt_in = true;
+    let app = spawn_app_on(fresh_database().await, settings).await;
+    let mut params = twilio_params("SM22", NUMBER, "START");
+    params.push(("OptOutType", "START"));
+    let res = app
+        .twilio(&params, Some(twilio_signature(&url, &params)))
+        .await;
+    assert_eq!(res.status(), 200);
+    let kinds: Vec<String> = app
+        .db()
+        .await
+        .query("SELECT kind::text FROM outbox", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["confirm_request"],
+        "Twilio's own START answer does not ask to confirm; ours must"
+    );
+}
+
 // --- vonage -------------------------------------------------------------
 
 fn vonage_params<'a>(id: &'a str, text: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -470,6 +530,56 @@ async fn vonage_parts_out_of_order_are_processed_once_complete() {
     );
     assert_eq!(app.count("SELECT count(*) FROM inbound_messages").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM outbox").await, 1);
+}
+
+#[tokio::test]
+async fn an_old_orphan_vonage_part_expires_and_is_never_spliced_into_a_new_message() {
+    let app = app().await;
+    let part = |id: &'static str, n: &'static str, text: &'static str| {
+        let mut p = vonage_params(id, text);
+        p.extend([
+            ("concat", "true"),
+            ("concat-ref", "77"),
+            ("concat-total", "2"),
+            ("concat-part", n),
+        ]);
+        vonage_signed(&p)
+    };
+    assert_eq!(
+        app.vonage_get(&part("OLD1", "1", "MAU ")).await.status(),
+        200
+    );
+    app.db()
+        .await
+        .execute(
+            "UPDATE inbound_parts SET received_at = now() - interval '2 days'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Days later the same reference is reused for a new message.
+    assert_eq!(
+        app.vonage_get(&part("NEW2", "2", "thanks")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_messages").await,
+        0,
+        "the old part 1 is not joined with the new part 2"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_parts WHERE gateway_message_id = 'OLD1'")
+            .await,
+        0,
+        "the expired part is gone"
+    );
+    assert_eq!(
+        app.vonage_get(&part("NEW1", "1", "STOP ")).await.status(),
+        200
+    );
+    let (_, text, action) = app.stored("vonage", "NEW1").await.expect("assembled");
+    assert_eq!(text, "STOP thanks");
+    assert_eq!(action.as_deref(), Some("opt_out"));
 }
 
 // --- plivo --------------------------------------------------------------

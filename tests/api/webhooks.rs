@@ -410,6 +410,36 @@ async fn an_unconfigured_gateway_is_404() {
     assert_eq!(res.status(), 404);
 }
 
+#[tokio::test]
+async fn a_reply_to_an_unknown_number_comes_from_the_short_code_it_names() {
+    let app = spawn_app().await;
+    let res = app
+        .post_generic(&json!({"id": "to-other", "from": "+6281234567890",
+                              "to": "+6281100009999", "text": "MAU"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let row = app
+        .db()
+        .await
+        .query_one("SELECT shortcode, text FROM outbox", &[])
+        .await
+        .unwrap();
+    let (from, text): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(from, "3344", "sent from a configured short code");
+    assert!(text.contains("3344"), "and naming it: {text}");
+    let addressed: String = app
+        .db()
+        .await
+        .query_one("SELECT shortcode FROM inbound_messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        addressed, "+6281100009999",
+        "the message keeps where it was sent"
+    );
+}
+
 /// 100 messages from one number at once, alternating MAU and UNSUBSCRIBE:
 /// whatever order they are applied in, the ledger is a chain and the
 /// current state is its last link.

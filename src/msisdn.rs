@@ -59,7 +59,11 @@ impl Msisdn {
         {
             return Err(impossible());
         }
-        let number = phonenumber::parse(Some(region.0), trimmed).map_err(|_| impossible())?;
+        // A number written with its country code is that country's,
+        // whatever the default region (found by fuzzing: `+51800000`
+        // parsed under US but not under RU).
+        let region = (!trimmed.starts_with('+')).then_some(region.0);
+        let number = phonenumber::parse(region, trimmed).map_err(|_| impossible())?;
         Self::possible(&number).ok_or_else(impossible)
     }
 

@@ -556,7 +556,7 @@ async fn twilio_status(rig: &Rig, sid: &str, status: &str) -> u16 {
         ("MessageStatus", status),
         ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
     ];
-    let sig = crate::gateways::twilio_signature(
+    let sig = crate::support::sign::twilio_signature(
         "https://sms.example.com/webhooks/twilio/status",
         &params,
     );

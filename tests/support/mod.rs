@@ -5,6 +5,8 @@
 //! No PostgreSQL binaries means a loud failure, never a skipped test.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod sign;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

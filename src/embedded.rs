@@ -619,15 +619,6 @@ impl SharedCluster {
         })
     }
 
-    /// Did this process start the postmaster (and so will stop it)?
-    pub fn is_owner(&self) -> bool {
-        self.owned.is_some()
-    }
-
-    pub fn postmaster_pid(&self) -> u32 {
-        self.running.pid as u32
-    }
-
     /// Connection settings for `dbname` on this cluster.
     pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
         self.running.pg_config(dbname)

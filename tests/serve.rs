@@ -818,3 +818,43 @@ async fn a_killed_serve_takes_its_database_with_it_even_with_a_command_attached(
     again.signal(nix::sys::signal::Signal::SIGINT);
     assert!(again.wait_for_exit(Duration::from_secs(30)).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_pid_file_naming_another_clusters_postgres_leaves_that_one_alone() {
+    let (here, there) = (data_dir(), data_dir());
+    let mut serve = Serve::start(here.path());
+    serve.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(serve.wait_for_exit(Duration::from_secs(30)).success());
+    let mut other = Serve::start(there.path());
+    let others_postgres = postmaster_pid(there.path()).unwrap();
+    // After a crash the pid in postmaster.pid may have been reused by a
+    // postgres of another cluster: that one is not ours to stop.
+    std::fs::write(
+        here.path().join(".keyward/postgres/pgdata/postmaster.pid"),
+        format!(
+            "{others_postgres}\n{}\n0\n5432\n{}\n\n0 0\nready\n",
+            here.path().join(".keyward/postgres/pgdata").display(),
+            here.path().join(".keyward/postgres").display()
+        ),
+    )
+    .unwrap();
+
+    let token = run_ok(
+        here.path(),
+        &["token", "create", "--role", "admin", "--name", "ana"],
+    );
+    assert!(token.starts_with("kw_"), "{token}");
+    let mut again = Serve::start(here.path());
+    assert!(
+        process_alive(others_postgres),
+        "stopped another cluster's postgres"
+    );
+    assert_eq!(postmaster_pid(there.path()), Some(others_postgres));
+    let readyz = format!("http://127.0.0.1:{}/readyz", other.port);
+    assert_eq!(http_status::get(&readyz).unwrap(), 200);
+
+    again.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(again.wait_for_exit(Duration::from_secs(30)).success());
+    other.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(other.wait_for_exit(Duration::from_secs(30)).success());
+}

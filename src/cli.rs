@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
 use crate::dispatch::Dispatcher;
-use crate::embedded::{self, Cluster, ClusterOptions, RunAs};
+use crate::embedded::{self, ClusterOptions, RunAs, SharedCluster, Tenure};
 use crate::startup::Application;
 
 #[derive(Debug, Parser)]
@@ -162,11 +162,15 @@ fn report_replies(settings: &Settings, out: &mut impl std::io::Write) -> std::io
     writeln!(out, "configuration is valid")
 }
 
-/// The database to use: `DATABASE_URL`, or a private cluster in the data dir
-/// (returned so the caller keeps it alive, and stops it, by dropping it).
+/// The database to use: `DATABASE_URL`, or the private cluster in the data
+/// dir (returned so the caller keeps it alive, and releases it by
+/// [`stop_cluster`]). A command attaches to the cluster a running `serve`
+/// (or another command) started instead of starting its own; see
+/// `embedded`'s module documentation.
 async fn database(
     settings: &Settings,
-) -> anyhow::Result<(tokio_postgres::Config, Option<Cluster>)> {
+    tenure: Tenure,
+) -> anyhow::Result<(tokio_postgres::Config, Option<SharedCluster>)> {
     if let Some(url) = &settings.database.url {
         let config = url
             .expose()
@@ -193,10 +197,10 @@ async fn database(
     }
     tracing::info!(
         dir = %cluster_dir.display(),
-        "starting the private PostgreSQL cluster (no DATABASE_URL); its data is kept across runs"
+        "using the private PostgreSQL cluster (no DATABASE_URL); its data is kept across runs"
     );
     let options = ClusterOptions::durable(cluster_dir);
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
+    let cluster = tokio::task::spawn_blocking(move || SharedCluster::acquire(&options, tenure))
         .await
         .context("cluster start-up task failed")??;
     let config = cluster.pg_config("postgres");
@@ -212,7 +216,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 async fn migrate(settings: Arc<Settings>) -> anyhow::Result<()> {
-    let (config, cluster) = database(&settings).await?;
+    let (config, cluster) = database(&settings, Tenure::Command).await?;
     let applied = crate::db::migrate(&config).await?;
     println!("{applied} migration(s) applied");
     stop_cluster(cluster).await;
@@ -220,7 +224,7 @@ async fn migrate(settings: Arc<Settings>) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
-    let (config, cluster) = database(&settings).await?;
+    let (config, cluster) = database(&settings, Tenure::LongRunning).await?;
     let result = serve_on(settings, config).await;
     stop_cluster(cluster).await;
     result
@@ -261,7 +265,7 @@ async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> an
 }
 
 async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
-    let (config, cluster) = database(&settings).await?;
+    let (config, cluster) = database(&settings, Tenure::LongRunning).await?;
     let result = async {
         crate::db::migrate(&config).await?;
         let pool = crate::db::pool(config, settings.pool_size())?;
@@ -281,14 +285,14 @@ async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
     result
 }
 
-/// Runs `work` against the migrated database, then stops a private
-/// cluster if one was started for it.
+/// Runs `work` against the migrated database, then releases the private
+/// cluster (stopping it only if it was started for this command).
 async fn with_database<F, Fut>(settings: &Settings, work: F) -> anyhow::Result<()>
 where
     F: FnOnce(deadpool_postgres::Pool) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let (config, cluster) = database(settings).await?;
+    let (config, cluster) = database(settings, Tenure::Command).await?;
     let result = async {
         crate::db::migrate(&config).await?;
         let pool = crate::db::pool(config, 1)?;
@@ -425,10 +429,11 @@ async fn subscriber_show(
     Ok(())
 }
 
-async fn stop_cluster(cluster: Option<Cluster>) {
-    if let Some(mut cluster) = cluster {
-        tracing::info!("stopping the private PostgreSQL cluster");
-        let _ = tokio::task::spawn_blocking(move || cluster.stop(Duration::from_secs(30))).await;
+/// Lets go of the private cluster; its owner stops it once no other
+/// keyward process is attached.
+async fn stop_cluster(cluster: Option<SharedCluster>) {
+    if let Some(cluster) = cluster {
+        let _ = tokio::task::spawn_blocking(move || cluster.release(Duration::from_secs(30))).await;
     }
 }
 

@@ -11,7 +11,58 @@
 //! `postgres` run as the unprivileged `postgres` account (created by Debian's
 //! `postgresql` package) and the cluster lives where that account can reach:
 //! see [`cluster_dir_for`].
-
+//!
+//! # Several keyward processes on one data dir
+//!
+//! Support staff run `keyward token create` or `keyward subscriber show`
+//! beside a running `keyward serve`. [`SharedCluster`] lets them share the
+//! cluster without ever stopping a postmaster that another process uses:
+//!
+//! - **Whoever starts the postmaster owns it**; it is that process's child
+//!   (so the parent-death signal still stops it if the owner is killed) and
+//!   only the owner ever stops it. Other processes *attach*: they connect to
+//!   the socket named in `postmaster.pid` (line 5 the directory, line 4 the
+//!   port) after checking that its pid is a live `postgres` process working
+//!   in this `pgdata`, that it says `ready` and that it answers on the socket.
+//! - Three `flock` files next to `pgdata/` say who is there.
+//!   `keyward.start.lock` (the *gate*, exclusive and short) serialises every
+//!   decision to start, attach or stop. `keyward.users.lock` is held shared
+//!   by every process using the cluster, owner included, for as long as it
+//!   does; it is only ever held exclusively by a process that also holds the
+//!   gate, so taking it shared under the gate never waits.
+//!   `keyward.serve.lock` is held exclusively by a `serve` or `dispatch` for
+//!   its whole life and holds its pid.
+//! - A **command** (`token`, `subscriber`, `migrate`: [`Tenure::Command`])
+//!   takes the gate, takes the users lock shared, and attaches if a ready
+//!   postmaster runs; otherwise it starts its own and owns it. A postmaster
+//!   that is starting or stopping without anyone holding the gate (its owner
+//!   died) is waited for, never stopped: a command never stops a postmaster
+//!   it did not start.
+//! - A **long-running** process (`serve`, `dispatch`: [`Tenure::LongRunning`])
+//!   never attaches, because it would then depend on an owner that may exit
+//!   first. It refuses to start while another one holds `keyward.serve.lock`
+//!   (two of them on one private database are a mistake; with a shared
+//!   `DATABASE_URL` they are fine). Otherwise it takes the gate and tries the
+//!   users lock *exclusively*: if a command is using the cluster (perhaps
+//!   one that started it), it lets go of the gate and tries again until the
+//!   commands are done, so it never pulls a database from under a command.
+//!   With the exclusive lock no keyward process uses the cluster, so a
+//!   postmaster still running is an orphan (from an older build, or started
+//!   by hand) and is stopped as before; then it starts its own.
+//! - The **owner stops** its postmaster only under the gate, once it has let
+//!   go of its shared lock and can take the users lock exclusively: no other
+//!   keyward process is attached and, the gate being held, none can attach
+//!   to a postmaster that is going away. It waits up to [`ATTACHED_GRACE`]
+//!   for attached commands to finish; commands are short, and only commands
+//!   ever attach.
+//!
+//! Hence, on one data dir: a command during `serve` attaches and `serve`
+//! keeps its postmaster; two commands at once share the one the first
+//! started, which stops it after the second is done; a `serve` started while
+//! a command owns the cluster waits for that command, which stops its
+//! postmaster undisturbed, and then starts its own; a `serve` stopping while
+//! a command is attached waits for it first. Locks vanish with their process,
+//! so a killed process never leaves one held; its postmaster dies with it.
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -283,30 +334,26 @@ pub struct Cluster {
 impl Cluster {
     /// Initialise (first time only) and start the cluster, waiting until it
     /// accepts connections.
+    ///
+    /// A postmaster found running on the same `pgdata` is stopped first: use
+    /// [`SharedCluster`] where other keyward processes may be using it.
     pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
+        Self::start_with(options, OnLivePostmaster::Stop)
+    }
+
+    fn start_with(
+        options: &ClusterOptions,
+        on_live: OnLivePostmaster,
+    ) -> Result<Self, ClusterError> {
         let bins = Binaries::locate_or_install()?;
         let run_as = RunAs::current()?;
         let dir = &options.dir;
-        let socket_path = dir.join(format!(".s.PGSQL.{SOCKET_PORT}"));
-        if socket_path.as_os_str().len() > 100 {
-            return Err(ClusterError::Failed(format!(
-                "cluster directory {} is too deep for a Unix socket path; use a shorter data dir",
-                dir.display()
-            )));
-        }
-        if run_as.drop_privileges {
-            // The account must be able to reach `dir` through its parents.
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent)
-                    .map_err(io_err(format!("create {}", parent.display())))?;
-            }
-        }
-        run_as.own_dir(dir)?;
+        prepare_dir(&run_as, dir)?;
         let pgdata = dir.join("pgdata");
         if !pgdata.join("PG_VERSION").exists() {
             init(&bins, &run_as, dir, &pgdata, options.fsync)?;
         }
-        clear_stale_pid_file(&pgdata)?;
+        clear_stale_pid_file(&pgdata, on_live)?;
 
         let log_path = dir.join("postgres.log");
         let log = fs::OpenOptions::new()
@@ -359,6 +406,14 @@ impl Cluster {
         };
         cluster.wait_ready(&log_path)?;
         Ok(cluster)
+    }
+
+    fn running(&self) -> Running {
+        Running {
+            pid: self.pid().map_or(0, |p| p as i32),
+            socket_dir: self.dir.clone(),
+            port: SOCKET_PORT,
+        }
     }
 
     /// Directory holding the socket: the `host` to connect to.
@@ -441,6 +496,311 @@ impl Drop for Cluster {
     }
 }
 
+/// Creates `dir` owned by the account that runs postgres, checking that its
+/// socket path fits.
+fn prepare_dir(run_as: &RunAs, dir: &Path) -> Result<(), ClusterError> {
+    let socket_path = dir.join(format!(".s.PGSQL.{SOCKET_PORT}"));
+    if socket_path.as_os_str().len() > 100 {
+        return Err(ClusterError::Failed(format!(
+            "cluster directory {} is too deep for a Unix socket path; use a shorter data dir",
+            dir.display()
+        )));
+    }
+    if run_as.drop_privileges {
+        // The account must be able to reach `dir` through its parents.
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+        }
+    }
+    run_as.own_dir(dir)
+}
+
+/// How long an owner that is done waits for attached commands to finish
+/// before it stops its postmaster anyway.
+pub const ATTACHED_GRACE: Duration = Duration::from_secs(30);
+/// How long a command waits for a postmaster it did not start to finish
+/// starting or stopping.
+const BUSY_WAIT: Duration = Duration::from_secs(30);
+const GATE_FILE: &str = "keyward.start.lock";
+const USERS_FILE: &str = "keyward.users.lock";
+const LONG_RUNNING_FILE: &str = "keyward.serve.lock";
+
+/// How long the process wants the cluster for: see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenure {
+    /// `serve`, `dispatch`: until stopped. Starts and owns its postmaster;
+    /// one per data dir.
+    LongRunning,
+    /// `token`, `subscriber`, `migrate`: one short piece of work. Attaches to
+    /// a running postmaster, or starts one for itself.
+    Command,
+}
+
+/// The private cluster as one of possibly several keyward processes uses
+/// it: either the postmaster this process started (and will stop), or one
+/// another process runs, attached to. Dropping it releases it.
+#[derive(Debug)]
+pub struct SharedCluster {
+    running: Running,
+    /// `Some` when this process started the postmaster.
+    owned: Option<Cluster>,
+    gate: LockFile,
+    /// Held shared while this process uses the cluster.
+    users: LockFile,
+    /// Held by a long-running process for its whole life.
+    _long_running: Option<LockFile>,
+}
+
+impl SharedCluster {
+    /// Attaches to the postmaster that runs on `options.dir`, or starts one;
+    /// see the module documentation for who does which, and when it waits.
+    pub fn acquire(options: &ClusterOptions, tenure: Tenure) -> Result<Self, ClusterError> {
+        let run_as = RunAs::current()?;
+        let dir = &options.dir;
+        prepare_dir(&run_as, dir)?;
+        let long_running = match tenure {
+            Tenure::LongRunning => Some(claim_long_running(dir)?),
+            Tenure::Command => None,
+        };
+        let gate = LockFile::open(dir.join(GATE_FILE))?;
+        let users = LockFile::open(dir.join(USERS_FILE))?;
+        let pgdata = dir.join("pgdata");
+        let mut last_note: Option<Instant> = None;
+        let (running, owned) = loop {
+            gate.lock(true)?;
+            match tenure {
+                Tenure::Command => {
+                    // Never waits: the exclusive lock is only held under the gate.
+                    users.lock(false)?;
+                    match wait_unless_busy(&pgdata)? {
+                        Some(running) => {
+                            tracing::info!(
+                                pid = running.pid,
+                                dir = %dir.display(),
+                                "using the private PostgreSQL cluster another process runs; \
+                                 it keeps running after this command"
+                            );
+                            break (running, None);
+                        }
+                        None => {
+                            let cluster = Cluster::start_with(options, OnLivePostmaster::Refuse)?;
+                            break (cluster.running(), Some(cluster));
+                        }
+                    }
+                }
+                Tenure::LongRunning => {
+                    if users.try_lock(true)? {
+                        // No keyward process uses the cluster, and while we
+                        // hold the gate none can start to.
+                        let cluster = Cluster::start_with(options, OnLivePostmaster::Stop)?;
+                        users.lock(false)?;
+                        break (cluster.running(), Some(cluster));
+                    }
+                    gate.unlock();
+                    if last_note.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::info!(
+                            dir = %dir.display(),
+                            "a keyward command (token, subscriber, migrate) is using the private \
+                             PostgreSQL cluster; waiting for it to finish before starting"
+                        );
+                        last_note = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        gate.unlock();
+        Ok(Self {
+            running,
+            owned,
+            gate,
+            users,
+            _long_running: long_running,
+        })
+    }
+
+    /// Connection settings for `dbname` on this cluster.
+    pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
+        self.running.pg_config(dbname)
+    }
+
+    /// Stops using the cluster. The owner stops its postmaster, with `grace`
+    /// for a fast shutdown, once no other keyward process is attached (or
+    /// [`ATTACHED_GRACE`] has passed); anyone else just lets go of it.
+    pub fn release(mut self, grace: Duration) {
+        self.release_with(grace);
+    }
+
+    fn release_with(&mut self, grace: Duration) {
+        let Some(mut cluster) = self.owned.take() else {
+            self.users.unlock();
+            return;
+        };
+        // Under the gate no one can attach to a postmaster that is going
+        // away. If the gate cannot be had, stopping is still the right
+        // thing: this process is the postmaster's parent and is leaving.
+        let gated = self.gate.lock(true).is_ok();
+        self.users.unlock();
+        let deadline = Instant::now() + ATTACHED_GRACE;
+        let mut noted = false;
+        while gated && !self.users.try_lock(true).unwrap_or(true) {
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "keyward commands are still using the private PostgreSQL cluster after {} s; \
+                     stopping it anyway",
+                    ATTACHED_GRACE.as_secs()
+                );
+                break;
+            }
+            if !noted {
+                tracing::info!(
+                    "waiting for keyward commands using the private PostgreSQL cluster to finish"
+                );
+                noted = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::info!("stopping the private PostgreSQL cluster");
+        cluster.stop(grace);
+        self.users.unlock();
+        self.gate.unlock();
+    }
+}
+
+impl Drop for SharedCluster {
+    fn drop(&mut self) {
+        self.release_with(Duration::from_secs(30));
+    }
+}
+
+impl Running {
+    fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user(SUPERUSER)
+            .dbname(dbname)
+            .application_name("keyward");
+        config
+    }
+}
+
+/// A ready postmaster on `pgdata`, or `None` when none runs (a stale pid
+/// file is left for the start to clear). One that is starting or stopping is
+/// waited for, up to [`BUSY_WAIT`]: it is someone else's (any owner starts
+/// and stops under the gate, which the caller holds), so it is not ours to
+/// stop.
+fn wait_unless_busy(pgdata: &Path) -> Result<Option<Running>, ClusterError> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match postmaster_state(pgdata) {
+            Postmaster::Ready(running) => return Ok(Some(running)),
+            Postmaster::Absent | Postmaster::Stale => return Ok(None),
+            Postmaster::Busy { pid } if Instant::now() > deadline => {
+                return Err(ClusterError::Failed(format!(
+                    "postgres (pid {pid}) runs on {} but has not answered for {} s; keyward did \
+                     not start it and leaves it alone",
+                    pgdata.display(),
+                    BUSY_WAIT.as_secs()
+                )));
+            }
+            Postmaster::Busy { .. } => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Takes `keyward.serve.lock` for a long-running process, or says which
+/// process has it.
+fn claim_long_running(dir: &Path) -> Result<LockFile, ClusterError> {
+    use std::io::Write;
+    let lock = LockFile::open(dir.join(LONG_RUNNING_FILE))?;
+    if !lock.try_lock(true)? {
+        let holder = fs::read_to_string(&lock.path).unwrap_or_default();
+        let holder = holder.trim();
+        let holder = if holder.is_empty() { "?" } else { holder };
+        return Err(ClusterError::Failed(format!(
+            "another `keyward serve` or `keyward dispatch` (pid {holder}) already runs on the \
+             private database in {}; stop it first, or give every keyward process the same \
+             DATABASE_URL to run several",
+            dir.display()
+        )));
+    }
+    let mut file = &lock.file;
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(io_err(format!("write {}", lock.path.display())))?;
+    Ok(lock)
+}
+
+/// A file used only for `flock`. The lock belongs to this open file
+/// description: it is released by [`LockFile::unlock`], by dropping, or by
+/// the kernel when the process dies, and it is not inherited by postgres
+/// (the file is opened close-on-exec, as Rust opens every file).
+#[derive(Debug)]
+struct LockFile {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    fn open(path: PathBuf) -> Result<Self, ClusterError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(format!("open {}", path.display())))?;
+        Ok(Self { file, path })
+    }
+
+    /// Waits for the lock (shared unless `exclusive`); taking another kind
+    /// than the one held converts it.
+    fn lock(&self, exclusive: bool) -> Result<(), ClusterError> {
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        self.flock(op).map(drop)
+    }
+
+    /// Takes the lock if no one else holds a conflicting one. Note that a
+    /// failed conversion loses the lock already held (flock(2) drops it
+    /// first); callers only try when losing it is fine.
+    fn try_lock(&self, exclusive: bool) -> Result<bool, ClusterError> {
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        self.flock(op | libc::LOCK_NB)
+    }
+
+    fn unlock(&self) {
+        let _ = self.flock(libc::LOCK_UN);
+    }
+
+    fn flock(&self, op: libc::c_int) -> Result<bool, ClusterError> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
+                return Ok(true);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(false),
+                _ => return Err(io_err(format!("lock {}", self.path.display()))(e)),
+            }
+        }
+    }
+}
+
 fn on_off(b: bool) -> &'static str {
     if b {
         "on"
@@ -481,32 +841,46 @@ fn init(
     Ok(())
 }
 
+/// What to do about a postmaster that is still running on `pgdata`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnLivePostmaster {
+    /// Stop it: no keyward process uses it (or the caller cannot know).
+    Stop,
+    /// Refuse to start: it may be another process's.
+    Refuse,
+}
+
 /// A crash (of the machine, or `kill -9` of postgres itself) leaves
 /// `postmaster.pid` behind. PostgreSQL copes when the pid is dead, but not
 /// when it has been reused by an unrelated process, and an orphaned
 /// postmaster of ours (from a build without the parent-death signal) must be
-/// stopped rather than fought with.
-fn clear_stale_pid_file(pgdata: &Path) -> Result<(), ClusterError> {
+/// stopped rather than fought with, when `on_live` allows it.
+fn clear_stale_pid_file(pgdata: &Path, on_live: OnLivePostmaster) -> Result<(), ClusterError> {
     let pid_file = pgdata.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else {
-        return Ok(());
+    let pid = match postmaster_state(pgdata) {
+        Postmaster::Absent => return Ok(()),
+        Postmaster::Stale => {
+            tracing::warn!("removing stale postmaster.pid left by a crash");
+            return match fs::remove_file(&pid_file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(io_err("remove stale postmaster.pid")(e))
+                }
+                _ => Ok(()),
+            };
+        }
+        Postmaster::Ready(running) => running.pid,
+        Postmaster::Busy { pid } => pid,
     };
-    let pid = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok());
-    let Some(pid) = pid.filter(|p| *p > 0) else {
-        return fs::remove_file(&pid_file).map_err(io_err("remove stale postmaster.pid"));
-    };
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let is_postgres = String::from_utf8_lossy(&cmdline).contains("postgres");
-    if !is_postgres {
-        tracing::warn!(pid, "removing stale postmaster.pid left by a crash");
-        return fs::remove_file(&pid_file).map_err(io_err("remove stale postmaster.pid"));
+    if on_live == OnLivePostmaster::Refuse {
+        return Err(ClusterError::Failed(format!(
+            "postgres (pid {pid}) appeared on {} while keyward was starting its own; keyward \
+             did not start it and leaves it alone",
+            pgdata.display()
+        )));
     }
     tracing::warn!(
         pid,
-        "a postmaster is still running on this data dir; stopping it"
+        "a postmaster no keyward process uses is still running on this data dir; stopping it"
     );
     let pid = Pid::from_raw(pid);
     let _ = kill(pid, Signal::SIGINT);
@@ -521,6 +895,99 @@ fn clear_stale_pid_file(pgdata: &Path) -> Result<(), ClusterError> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// A postmaster that answers, and where.
+#[derive(Debug, Clone)]
+struct Running {
+    pid: i32,
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+/// What `postmaster.pid` says, checked against the process it names.
+#[derive(Debug)]
+enum Postmaster {
+    /// No pid file: nothing runs.
+    Absent,
+    /// A pid file whose process is gone, or is not a postgres working in
+    /// this `pgdata` (the pid was reused): safe to remove.
+    Stale,
+    /// A postgres of this `pgdata` that is ready and answers on its socket.
+    Ready(Running),
+    /// A postgres of this `pgdata` that is starting, stopping or not
+    /// answering.
+    Busy { pid: i32 },
+}
+
+fn postmaster_state(pgdata: &Path) -> Postmaster {
+    let Ok(text) = fs::read_to_string(pgdata.join("postmaster.pid")) else {
+        return Postmaster::Absent;
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let Some(pid) = lines
+        .first()
+        .and_then(|l| l.parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return Postmaster::Stale;
+    };
+    // `comm` is the executable's name, whatever title postgres gives itself.
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        return Postmaster::Stale;
+    }
+    // The postmaster works in its data dir. Unreadable (another user's
+    // process, without root) proves nothing either way: assume it is ours.
+    if let (Ok(cwd), Ok(ours)) = (
+        fs::read_link(format!("/proc/{pid}/cwd")),
+        fs::canonicalize(pgdata),
+    ) {
+        if cwd != ours {
+            return Postmaster::Stale;
+        }
+    }
+    // Lines 4, 5 and 8: port, socket directory, status.
+    let port = lines.get(3).and_then(|l| l.parse::<u16>().ok());
+    let socket_dir = lines
+        .get(4)
+        .filter(|l| !l.is_empty())
+        .map(|l| PathBuf::from(*l));
+    let ready = lines.get(7) == Some(&"ready");
+    match (port, socket_dir) {
+        (Some(port), Some(socket_dir)) if ready && answers(&socket_dir, port) => {
+            Postmaster::Ready(Running {
+                pid,
+                socket_dir,
+                port,
+            })
+        }
+        _ => Postmaster::Busy { pid },
+    }
+}
+
+/// Does a backend answer on the socket? An SSLRequest is the cheapest
+/// question postgres replies to (`N` here: no TLS on a Unix socket), and
+/// hanging up after the answer leaves nothing in the server's log.
+fn answers(socket_dir: &Path, port: u16) -> bool {
+    use std::io::{Read, Write};
+    let path = socket_dir.join(format!(".s.PGSQL.{port}"));
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(5));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    // Length 8, then the SSLRequest code 80877103.
+    if stream
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = [0u8; 1];
+    stream.read_exact(&mut reply).is_ok() && matches!(reply[0], b'N' | b'S')
 }
 
 fn log_tail(path: &Path) -> String {

@@ -15,13 +15,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyward::config::{self, Secret, Secrets};
+use keyward::config;
 use keyward::dispatch::Dispatcher;
 
 const BEARERBOX: &str = "/usr/sbin/bearerbox";
 const SMSBOX: &str = "/usr/sbin/smsbox";
 const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
 const SECRET: &str = "kannel-secret-0123456789";
+const PASSWORD: &str = "sendsms-password-0123";
 
 fn ensure_kannel() {
     if [BEARERBOX, SMSBOX, FAKESMSC]
@@ -80,6 +81,12 @@ fn wait_for_port(port: u16) {
 /// Runs fakesmsc sending one MO message and returns the first MT message
 /// it receives (in fakesmsc's `from to type text` form).
 fn fakesmsc_exchange(smsc_port: u16, mo: &str) -> String {
+    fakesmsc_exchange_n(smsc_port, mo, 1).remove(0)
+}
+
+/// Like [`fakesmsc_exchange`], waiting for `n` MT messages (the parts of
+/// a concatenated reply arrive as messages of their own).
+fn fakesmsc_exchange_n(smsc_port: u16, mo: &str, n: usize) -> Vec<String> {
     let mut child = Command::new(FAKESMSC)
         .args([
             "-H",
@@ -106,10 +113,70 @@ fn fakesmsc_exchange(smsc_port: u16, mo: &str) -> String {
             }
         }
     });
-    let got = rx.recv_timeout(Duration::from_secs(40));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut got = Vec::new();
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    // A message more than expected would be a reply cut or doubled.
+    if let Ok(extra) = rx.recv_timeout(Duration::from_millis(1500)) {
+        got.push(extra);
+    }
     let _ = child.kill();
     let _ = child.wait();
-    got.unwrap_or_else(|_| panic!("fakesmsc got no reply to {mo:?} within 40 s"))
+    assert!(
+        got.len() >= n,
+        "fakesmsc got {} of {n} messages for {mo:?} within 40 s: {got:?}",
+        got.len()
+    );
+    got
+}
+
+/// A block of README.md: the fenced block after the `<!-- marker -->` line.
+fn readme_block(marker: &str) -> String {
+    let readme = include_str!("../README.md");
+    let at = readme
+        .find(&format!("<!-- {marker}"))
+        .unwrap_or_else(|| panic!("README.md has no <!-- {marker} --> block"));
+    let rest = &readme[at..];
+    let open = rest.find("```").expect("a fenced block follows the marker");
+    let body = &rest[open..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").expect("the block is closed")].to_owned()
+}
+
+/// The text of the parts of a concatenated UCS-2 message as fakesmsc
+/// shows them (`from to udh <udh> data <data>`, URL-encoded), in order.
+fn reassemble_ucs2(lines: &[String]) -> String {
+    let mut parts: Vec<(u8, String)> = lines
+        .iter()
+        .map(|line| {
+            let line =
+                line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == ' ');
+            let line = line.trim_start_matches('<').trim_end_matches('>');
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields.get(2), Some(&"udh"), "a concatenated part: {line}");
+            let decode = |s: &str| -> Vec<u8> {
+                percent_encoding::percent_decode_str(&s.replace('+', " ")).collect()
+            };
+            let udh = decode(fields[3]);
+            // 05 00 03 ref total seq: the concatenation element.
+            let seq = *udh.last().expect("a UDH");
+            assert_eq!(fields.get(4), Some(&"data"), "binary (UCS-2) data: {line}");
+            let data = decode(fields[5]);
+            let units: Vec<u16> = data
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            (seq, String::from_utf16_lossy(&units))
+        })
+        .collect();
+    parts.sort_by_key(|(seq, _)| *seq);
+    parts.into_iter().map(|(_, text)| text).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,17 +185,24 @@ async fn mau_and_unsubscribe_through_a_real_kannel() {
     let dir = tempfile::tempdir().unwrap();
     let [admin, smsbox_port, smsc_port, sendsms_port] = free_ports::<4>();
 
-    // keyward first: smsbox needs its URL.
+    // keyward first: smsbox needs its URL. Its configuration is the
+    // README's example as written, with our secrets and port.
     let db = support::fresh_database().await;
-    let mut settings = support::test_settings(|s| {
-        s.shortcodes[0].reply_via = "kannel".into();
-        s.gateways.kannel = Some(config::KannelSettings {
-            secret: Secrets::One(Secret::new(SECRET)),
-            sendsms_url: Some(format!("http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms")),
-            username: Some("kuser".into()),
-            password: Some(Secret::new("kpass")),
-        });
-    });
+    let toml = readme_block("kannel-toml")
+        .replace("SENDSMS_PASSWORD", PASSWORD)
+        .replace("SECRET", SECRET)
+        .replace("127.0.0.1:13013", &format!("127.0.0.1:{sendsms_port}"))
+        + r#"
+[[programs]]
+name = "promo"
+brand = "Toko Maju"
+frequency = { id = "2-4 SMS per bulan", en = "2-4 msgs/month", ru = "2-4 SMS в месяц" }
+"#;
+    let mut settings =
+        config::Settings::from_sources(Some((Path::new("keyward.toml"), &toml)), &[])
+            .unwrap_or_else(|e| panic!("the README's Kannel example is a valid config: {e}"));
+    settings.listen = "127.0.0.1:0".into();
+    settings.service.max_messages_per_number_per_minute = 0;
     let app = support::spawn_app_on(db.clone(), settings.clone()).await;
     settings.service.public_url = Some(app.address.clone());
     settings.dispatch.poll_interval_ms = 50;
@@ -163,20 +237,13 @@ sendsms-interface = 127.0.0.1
 log-file = "{smsbox_log}"
 log-level = 0
 
-group = sendsms-user
-username = kuser
-password = kpass
-
-group = sms-service
-keyword = default
-get-url = "{app}/webhooks/kannel?token={SECRET}&from=%p&to=%P&text=%a&id=%I&time=%T&coding=%c&charset=%C"
-max-messages = 0
-omit-empty = true
-accept-x-kannel-headers = true
-"#,
+{readme}"#,
             bearer_log = log("bearerbox.log"),
             smsbox_log = log("smsbox.log"),
-            app = app.address,
+            readme = readme_block("kannel-conf")
+                .replace("http://127.0.0.1:8080", &app.address)
+                .replace("SENDSMS_PASSWORD", PASSWORD)
+                .replace("SECRET", SECRET),
         ),
     )
     .unwrap();
@@ -257,6 +324,36 @@ accept-x-kannel-headers = true
         app.count("SELECT count(*) FROM outbox WHERE status IN ('sent', 'delivered')")
             .await,
         2
+    );
+
+    // A Russian opt-in: its welcome is UCS-2 and longer than one SMS (70
+    // characters), so Kannel must send every part, stop instruction and all.
+    let parts = tokio::task::spawn_blocking(move || {
+        fakesmsc_exchange_n(smsc_port, "+79161234567 3344 text СТАРТ", 2)
+    })
+    .await
+    .unwrap();
+    let sent: String = app
+        .db()
+        .await
+        .query_one(
+            "SELECT text FROM outbox WHERE msisdn = '+79161234567' AND kind = 'welcome'",
+            &[],
+        )
+        .await
+        .expect("the Russian welcome was queued")
+        .get(0);
+    assert!(sent.chars().count() > 70, "a two-part reply: {sent}");
+    assert_eq!(
+        parts.len(),
+        2,
+        "exactly two parts, none cut or doubled: {parts:?}"
+    );
+    let received = reassemble_ucs2(&parts);
+    assert_eq!(received, sent, "fakesmsc received the whole welcome");
+    assert!(
+        received.contains("СТОП"),
+        "with its stop instruction: {received}"
     );
 
     let _ = stop.send(true);

@@ -175,6 +175,10 @@ pub struct DatabaseSettings {
     /// nothing). The dispatcher has a pool of its own of the same size,
     /// opened as it needs connections.
     pub pool_size: Option<usize>,
+    /// PEM file of the CA that signed the server's certificate, for
+    /// `sslmode=verify-full` / `verify-ca` in the URL (`sslrootcert=` there
+    /// does the same; `system` trusts the bundled public roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -518,6 +522,12 @@ impl Settings {
         }
         if self.database.pool_size == Some(0) {
             problems.push("database.pool_size: must be at least 1".into());
+        }
+        if let Some(url) = &self.database.url {
+            if let Err(e) = crate::db::Target::parse(url.expose(), self.database.ca_file.as_deref())
+            {
+                problems.push(format!("database.url / DATABASE_URL: {e}"));
+            }
         }
         if self.programs.is_empty() {
             problems.push("programs: at least one [[programs]] is needed".into());

@@ -48,7 +48,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     while let Some(c) = cause {
         text.push_str(": ");
         text.push_str(&c.to_string());
-        if is_unknown_issuer(c) {
+        if is_not_signed_by_the_ca(c) {
             text.push_str(
                 " (the server's certificate is not signed by the CA in database.ca_file / sslrootcert)",
             );
@@ -58,7 +58,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
-fn is_unknown_issuer(e: &(dyn std::error::Error + 'static)) -> bool {
+fn is_not_signed_by_the_ca(e: &(dyn std::error::Error + 'static)) -> bool {
     let rustls = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
@@ -66,7 +66,7 @@ fn is_unknown_issuer(e: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         rustls,
         Some(rustls::Error::InvalidCertificate(
-            rustls::CertificateError::UnknownIssuer
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature
         ))
     )
 }

@@ -24,8 +24,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x006b_6579_7761_7264;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    // The message already holds the causes: no `#[source]`, or anyhow's
+    // `{:#}` would print them twice.
     #[error("cannot connect to the database: {}", describe(.0))]
-    Connect(#[source] tokio_postgres::Error),
+    Connect(tokio_postgres::Error),
     #[error("database settings: {0}")]
     Config(String),
     #[error("migration failed: {0}")]
@@ -46,8 +48,12 @@ fn describe(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        // Some causes repeat what the text already says.
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         if is_not_signed_by_the_ca(c) {
             text.push_str(
                 " (the server's certificate is not signed by the CA in database.ca_file / sslrootcert)",
@@ -129,6 +135,7 @@ impl Target {
         ca: Option<CaSource>,
     ) -> Result<Self, DbError> {
         let tls = Tls::new(mode, ca).map_err(DbError::Config)?;
+        name_hostaddrs(&mut pg);
         let (sockets, tcp) = host_kinds(&pg);
         if sockets > 0 && tcp > 0 && mode >= SslMode::Require {
             return Err(DbError::Config(format!(
@@ -192,6 +199,17 @@ impl Target {
     }
 }
 
+/// With `hostaddr` alone, tokio-postgres has no name for the TLS handshake
+/// and fails as soon as the server offers TLS; the address is the name
+/// then (so `verify-full` checks the certificate's IP addresses).
+fn name_hostaddrs(pg: &mut tokio_postgres::Config) {
+    if pg.get_hosts().is_empty() {
+        for addr in pg.get_hostaddrs().to_vec() {
+            pg.host(addr.to_string());
+        }
+    }
+}
+
 /// How many of the hosts are Unix sockets, how many TCP (host names or
 /// `hostaddr`s).
 fn host_kinds(pg: &tokio_postgres::Config) -> (usize, usize) {
@@ -214,6 +232,7 @@ impl From<tokio_postgres::Config> for Target {
             Pg::Require => SslMode::Require,
             _ => SslMode::Prefer,
         };
+        name_hostaddrs(&mut pg);
         if let (1.., 0) = host_kinds(&pg) {
             pg.ssl_mode(Pg::Disable); // sockets only: no TLS, as in `Target::new`
         }

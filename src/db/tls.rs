@@ -561,6 +561,12 @@ mod tests {
             None,
             "loopback in clear text is no news"
         );
+        let t = Target::parse("hostaddr=192.0.2.7 user=kw", None).unwrap();
+        assert_eq!(
+            t.pg.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("192.0.2.7".into())],
+            "an address alone names the host for the TLS handshake"
+        );
         let t = Target::parse("postgres://kw@db.example.com/k?sslrootcert=system", None).unwrap();
         assert_eq!(
             t.tls.mode(),

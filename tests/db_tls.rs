@@ -286,5 +286,36 @@ async fn tls_to_postgres_follows_sslmode() {
         );
     }
 
+    // The command line: DATABASE_URL plus KEYWARD_DATABASE__CA_FILE.
+    let url = format!(
+        "postgres://{SUPERUSER}@localhost:{}/postgres?hostaddr=127.0.0.1&sslmode=verify-full",
+        server.port
+    );
+    let (ok, out) = keyward_migrate(&url, &server.ca);
+    assert!(ok, "keyward migrate, verify-full: {out}");
+    assert!(out.contains("migration(s) applied"), "{out}");
+    let (ok, out) = keyward_migrate(&url, &server.wrong_ca);
+    assert!(!ok, "keyward migrate with a wrong CA must fail: {out}");
+    assert!(out.contains("UnknownIssuer"), "{out}");
+
     drop(server);
+}
+
+/// Runs `keyward migrate`; did it succeed, and what did it print?
+fn keyward_migrate(url: &str, ca_file: &Path) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("a working directory without keyward.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env_remove("KEYWARD_CONFIG")
+        .env("DATABASE_URL", url)
+        .env("KEYWARD_DATABASE__CA_FILE", ca_file)
+        .output()
+        .expect("run keyward migrate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
+use crate::db::Target;
 use crate::dispatch::Dispatcher;
 use crate::embedded::{self, ClusterOptions, RunAs, SharedCluster, Tenure};
 use crate::startup::Application;
@@ -170,13 +171,14 @@ fn report_replies(settings: &Settings, out: &mut impl std::io::Write) -> std::io
 async fn database(
     settings: &Settings,
     tenure: Tenure,
-) -> anyhow::Result<(tokio_postgres::Config, Option<SharedCluster>)> {
+) -> anyhow::Result<(Target, Option<SharedCluster>)> {
     if let Some(url) = &settings.database.url {
-        let config = url
-            .expose()
-            .parse::<tokio_postgres::Config>()
-            .context("DATABASE_URL / database.url is not a valid connection string")?;
-        return Ok((config, None));
+        let target = Target::parse(url.expose(), settings.database.ca_file.as_deref())
+            .context("DATABASE_URL / database.url")?;
+        if let Some(warning) = target.security_warning() {
+            tracing::warn!("{warning}");
+        }
+        return Ok((target, None));
     }
     let data_dir = absolute(&settings.data_dir)?;
     std::fs::create_dir_all(&data_dir)
@@ -204,7 +206,7 @@ async fn database(
         .await
         .context("cluster start-up task failed")??;
     let config = cluster.pg_config("postgres");
-    Ok((config, Some(cluster)))
+    Ok((config.into(), Some(cluster)))
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -230,7 +232,7 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     result
 }
 
-async fn serve_on(settings: Arc<Settings>, config: tokio_postgres::Config) -> anyhow::Result<()> {
+async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()> {
     crate::db::migrate(&config).await?;
     // The dispatcher's own pool, as large as `keyward dispatch` would have:
     // besides each loop's claim and results, every send in a batch may need

@@ -222,6 +222,10 @@ pub struct DatabaseSettings {
     /// from the webhooks' so neither can starve the other.
     #[serde(default = "default_staff_pool_size")]
     pub staff_pool_size: usize,
+    /// PEM file of the CA that signed the server's certificate, for
+    /// `sslmode=verify-full` / `verify-ca` in the URL (`sslrootcert=` there
+    /// does the same; `system` trusts the bundled public roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -428,6 +432,7 @@ impl Default for DatabaseSettings {
             url: None,
             pool_size: None,
             staff_pool_size: default_staff_pool_size(),
+            ca_file: None,
         }
     }
 }
@@ -654,6 +659,12 @@ impl Settings {
         }
         if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
             problems.push("database: pool_size and staff_pool_size must be at least 1".into());
+        }
+        if let Some(url) = &self.database.url {
+            if let Err(e) = crate::db::Target::parse(url.expose(), self.database.ca_file.as_deref())
+            {
+                problems.push(format!("database.url / DATABASE_URL: {e}"));
+            }
         }
         if self.programs.is_empty() {
             problems.push("programs: at least one [[programs]] is needed".into());

@@ -42,10 +42,11 @@ impl Application {
     /// pool shared by two workers cost 15-25 % more CPU per message).
     pub fn build(
         settings: Arc<Settings>,
-        db: tokio_postgres::Config,
+        db: impl Into<crate::db::Target>,
         pool_size: usize,
         listener: TcpListener,
     ) -> std::io::Result<Self> {
+        let db = db.into();
         let port = listener.local_addr()?.port();
         let pool_size = pool_size.max(1);
         let workers = std::thread::available_parallelism()
@@ -55,7 +56,7 @@ impl Application {
             .map(|i| {
                 // Sizes that add up to `pool_size`, none empty.
                 let size = pool_size / workers + usize::from(i < pool_size % workers);
-                crate::db::pool(db.clone(), size)
+                crate::db::pool(&db, size)
             })
             .collect::<Result<Vec<Pool>, _>>()
             .map_err(std::io::Error::other)?;

@@ -1,14 +1,18 @@
 //! The database: connection pool, migrations and, in the submodules, every
 //! statement keyward runs. SQL lives here and in `sql/`, nowhere else.
 
+use std::path::Path;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::config::Host;
 
 pub mod inbound;
 pub mod outbox;
 pub mod support;
+pub mod tls;
+
+pub use tls::{CaSource, SslMode, Tls};
 
 mod migrations {
     refinery::embed_migrations!("sql");
@@ -20,8 +24,12 @@ const MIGRATION_LOCK_KEY: i64 = 0x006b_6579_7761_7264;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[source] tokio_postgres::Error),
+    // The message already holds the causes: no `#[source]`, or anyhow's
+    // `{:#}` would print them twice.
+    #[error("cannot connect to the database: {}", describe(.0))]
+    Connect(tokio_postgres::Error),
+    #[error("database settings: {0}")]
+    Config(String),
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
     #[error("database error: {}", describe(.0))]
@@ -30,21 +38,231 @@ pub enum DbError {
     Pool(String),
 }
 
-/// tokio-postgres's `Display` says only "db error"; the server's message
-/// and code are what an operator needs in the log.
+/// tokio-postgres's `Display` says only "db error" or "error performing TLS
+/// handshake"; the server's message and code, or the causes, are what an
+/// operator needs in the log.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        // Some causes repeat what the text already says.
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        if is_not_signed_by_the_ca(c) {
+            text.push_str(
+                " (the server's certificate is not signed by the CA in database.ca_file / sslrootcert)",
+            );
+        }
+        cause = c.source();
+    }
+    text
+}
+
+fn is_not_signed_by_the_ca(e: &(dyn std::error::Error + 'static)) -> bool {
+    let rustls = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(
+        rustls,
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature
+        ))
+    )
+}
+
+/// A pool's error, with the cause of a failed connection spelled out.
+pub fn pool_error(e: PoolError) -> DbError {
+    match e {
+        PoolError::Backend(e) => DbError::Connect(e),
+        other => DbError::Pool(other.to_string()),
+    }
+}
+
+/// The database to connect to: tokio-postgres's settings and how the
+/// connections are secured ([`Tls`], built once; each connection clones an
+/// `Arc`). [`pool`] and [`migrate`] take one, or a plain
+/// `tokio_postgres::Config`, whose own `sslmode` then applies, unverified.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub pg: tokio_postgres::Config,
+    pub tls: Tls,
+}
+
+impl Target {
+    /// A connection string, URL (`postgres://…?sslmode=verify-full`) or
+    /// `key=value`, with libpq's five `sslmode`s and `sslrootcert` (a file,
+    /// or `system`); `ca_file` is `database.ca_file`. Without `sslmode`,
+    /// `prefer`, as libpq (`verify-full` with `sslrootcert=system`).
+    pub fn parse(connection: &str, ca_file: Option<&Path>) -> Result<Self, DbError> {
+        let split = tls::split_tls_params(connection);
+        let pg = split.rest.parse::<tokio_postgres::Config>().map_err(|e| {
+            DbError::Config(format!("not a valid connection string: {}", describe(&e)))
+        })?;
+        let ca = match (split.sslrootcert, ca_file) {
+            (Some(url), Some(file)) if Path::new(&url) != file => {
+                return Err(DbError::Config(format!(
+                    "sslrootcert={url} and database.ca_file={} name different CAs: keep one",
+                    file.display()
+                )))
+            }
+            (Some(url), _) => Some(CaSource::from_setting(&url)),
+            (None, Some(file)) => Some(match file.to_str() {
+                Some(setting) => CaSource::from_setting(setting),
+                None => CaSource::File(file.to_path_buf()),
+            }),
+            (None, None) => None,
+        };
+        let mode = match split.sslmode {
+            Some(mode) => SslMode::parse(&mode).map_err(DbError::Config)?,
+            None if ca == Some(CaSource::System) => SslMode::VerifyFull,
+            None => SslMode::Prefer,
+        };
+        Self::new(pg, mode, ca)
+    }
+
+    /// `pg` secured as `mode` says, trusting `ca`. `pg`'s own `ssl_mode`
+    /// is replaced.
+    pub fn new(
+        mut pg: tokio_postgres::Config,
+        mode: SslMode,
+        ca: Option<CaSource>,
+    ) -> Result<Self, DbError> {
+        let tls = Tls::new(mode, ca).map_err(DbError::Config)?;
+        name_hostaddrs(&mut pg);
+        let (sockets, tcp) = host_kinds(&pg);
+        if sockets > 0 && tcp > 0 && mode >= SslMode::Require {
+            return Err(DbError::Config(format!(
+                "sslmode={mode} cannot apply to the Unix-socket hosts of a host list that has TCP hosts too (sockets carry no TLS): list one kind"
+            )));
+        }
+        pg.ssl_mode(if tcp == 0 && sockets > 0 {
+            // TLS is never attempted over a Unix socket: PostgreSQL offers
+            // none there, and libpq ignores sslmode for sockets too.
+            tokio_postgres::config::SslMode::Disable
+        } else {
+            mode.for_tokio_postgres()
+        });
+        Ok(Self { pg, tls })
+    }
+
+    /// What an operator must be told at start-up about how the connections
+    /// are secured, if anything.
+    pub fn security_warning(&self) -> Option<String> {
+        let tcp: Vec<String> = self
+            .pg
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp(name) => Some(name.clone()),
+                Host::Unix(_) => None,
+            })
+            .chain(self.pg.get_hostaddrs().iter().map(ToString::to_string))
+            .collect();
+        if tcp.is_empty() {
+            return None;
+        }
+        let remote = tcp.iter().any(|h| {
+            h != "localhost"
+                && !h
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        let verified = self.tls.verifies_certificate();
+        match self.tls.mode() {
+            SslMode::Require if !verified => Some(
+                "sslmode=require without a CA (database.ca_file or sslrootcert=): the connection \
+                 to the database is encrypted, but the server's certificate is not checked, so \
+                 whoever sits in between can read it; use sslmode=verify-full with the CA"
+                    .into(),
+            ),
+            SslMode::Prefer if remote => {
+                Some(format!(
+                "sslmode=prefer (the default): TLS only if the database server offers it, else \
+                 clear text{}; use sslmode=verify-full with database.ca_file",
+                if verified { "" } else { ", and the server's certificate is not checked" }
+            ))
+            }
+            SslMode::Disable if remote => Some(
+                "sslmode=disable: consent records, numbers and token hashes cross the network \
+                 to the database in clear text"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// With `hostaddr` alone, tokio-postgres has no name for the TLS handshake
+/// and fails as soon as the server offers TLS; the address is the name
+/// then (so `verify-full` checks the certificate's IP addresses).
+fn name_hostaddrs(pg: &mut tokio_postgres::Config) {
+    if pg.get_hosts().is_empty() {
+        for addr in pg.get_hostaddrs().to_vec() {
+            pg.host(addr.to_string());
+        }
+    }
+}
+
+/// How many of the hosts are Unix sockets, how many TCP (host names or
+/// `hostaddr`s).
+fn host_kinds(pg: &tokio_postgres::Config) -> (usize, usize) {
+    let sockets = pg
+        .get_hosts()
+        .iter()
+        .filter(|h| !matches!(h, Host::Tcp(_)))
+        .count();
+    let tcp = (pg.get_hosts().len() - sockets).max(pg.get_hostaddrs().len());
+    (sockets, tcp)
+}
+
+/// A plain `tokio_postgres::Config` keeps its own `sslmode` (disable,
+/// prefer or require), without a CA.
+impl From<tokio_postgres::Config> for Target {
+    fn from(mut pg: tokio_postgres::Config) -> Self {
+        use tokio_postgres::config::SslMode as Pg;
+        let mode = match pg.get_ssl_mode() {
+            Pg::Disable => SslMode::Disable,
+            Pg::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
+        name_hostaddrs(&mut pg);
+        if let (1.., 0) = host_kinds(&pg) {
+            pg.ssl_mode(Pg::Disable); // sockets only: no TLS, as in `Target::new`
+        }
+        Self {
+            pg,
+            tls: Tls::unverified(mode),
+        }
+    }
+}
+
+impl From<&tokio_postgres::Config> for Target {
+    fn from(pg: &tokio_postgres::Config) -> Self {
+        pg.clone().into()
+    }
+}
+
+impl From<&Target> for Target {
+    fn from(target: &Target) -> Self {
+        target.clone()
     }
 }
 
 /// A pool whose waits are bounded, so that a database outage turns into a
-/// quick 503 rather than requests piling up.
-pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbError> {
+/// quick 503 rather than requests piling up. TLS is set up per connection,
+/// never per query.
+pub fn pool(target: impl Into<Target>, max_size: usize) -> Result<Pool, DbError> {
+    let Target { pg, tls } = target.into();
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        pg,
+        tls.connector(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -64,8 +282,12 @@ pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Result<Pool, DbE
 /// Safe to run twice (applied versions are recorded) and from several
 /// processes at once: a session advisory lock lets one run at a time, and
 /// the others then find nothing left to do.
-pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> {
-    let (mut client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+pub async fn migrate(target: impl Into<Target>) -> Result<usize, DbError> {
+    let Target { pg, tls } = target.into();
+    let (mut client, connection) = pg
+        .connect(tls.connector())
+        .await
+        .map_err(DbError::Connect)?;
     let driver = tokio::spawn(connection);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
@@ -95,7 +317,7 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> 
 
 /// Is the database reachable and answering?
 pub async fn ping(pool: &Pool) -> Result<(), DbError> {
-    let client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+    let client = pool.get().await.map_err(pool_error)?;
     client.simple_query("SELECT 1").await?;
     Ok(())
 }

@@ -283,7 +283,7 @@ impl Inbound {
 
         let backdated = backdated(p.sent_at, now);
 
-        let client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let client = pool.get().await.map_err(crate::db::pool_error)?;
         // Usually one read and one write; a lost race is retried under a lock.
         let facts = q::load_facts(&client, number, &p.text, gateway, &p.id).await?;
         let applied = match self.decide_and_apply(&client, &m, facts, now).await? {
@@ -317,7 +317,7 @@ impl Inbound {
         let p = self.prepare(part.sms)?;
         let number = p.msisdn.as_str().to_owned();
         let number = number.as_str();
-        let mut client = pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let mut client = pool.get().await.map_err(crate::db::pool_error)?;
         let tx = client.transaction().await.map_err(DbError::from)?;
         q::lock_subscriber(&tx, number).await?;
         let pending = q::store_part(

@@ -64,7 +64,29 @@ impl Msisdn {
         // parsed under US but not under RU).
         let region = (!trimmed.starts_with('+')).then_some(region.0);
         let number = phonenumber::parse(region, trimmed).map_err(|_| impossible())?;
-        Self::possible(&number).ok_or_else(impossible)
+        let parsed = Self::possible(&number).ok_or_else(impossible)?;
+        if parsed.0 == trimmed {
+            return Ok(parsed);
+        }
+        // The number must read back as itself, or the same subscriber
+        // would be two numbers. Some metadata rewrites a national number
+        // (found by fuzzing: `+26104000000` gave `+2614000000`, which reads
+        // back as `+261204000000`); such a number is taken in the form
+        // that is stable, or refused.
+        let again = phonenumber::parse(None, &parsed.0)
+            .ok()
+            .and_then(|n| Self::possible(&n))
+            .ok_or_else(impossible)?;
+        if again == parsed {
+            return Ok(parsed);
+        }
+        let third = phonenumber::parse(None, &again.0)
+            .ok()
+            .and_then(|n| Self::possible(&n));
+        match third {
+            Some(t) if t == again => Ok(again),
+            _ => Err(impossible()),
+        }
     }
 
     /// Parses a number a gateway documents as international, with or without

@@ -18,17 +18,7 @@ fn no_redirects() -> Client {
 }
 
 async fn token(app: &TestApp, name: &str) -> String {
-    let secret = keyward::staff::new_token();
-    let hash = keyward::staff::hash_token(&secret);
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO api_tokens (name, role, token_sha256) VALUES ($1, 'support', $2)",
-            &[&name, &hash.as_slice()],
-        )
-        .await
-        .unwrap();
-    secret
+    app.token(name, "support").await
 }
 
 /// Signs in and returns the `Cookie` header to send.

@@ -20,17 +20,7 @@ fn settings_from_file(text: &str) -> Settings {
 }
 
 async fn token(app: &TestApp, name: &str, role: &str) -> String {
-    let secret = keyward::staff::new_token();
-    let hash = keyward::staff::hash_token(&secret);
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO api_tokens (name, role, token_sha256) VALUES ($1, $2::text::api_role, $3)",
-            &[&name, &role, &hash.as_slice()],
-        )
-        .await
-        .unwrap();
-    secret
+    app.token(name, role).await
 }
 
 #[tokio::test]

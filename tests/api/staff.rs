@@ -11,17 +11,7 @@ const NUMBER: &str = "+6281234567890";
 
 /// Stores a token with `role` and returns its secret.
 async fn token(app: &TestApp, name: &str, role: &str) -> String {
-    let secret = keyward::staff::new_token();
-    let hash = keyward::staff::hash_token(&secret);
-    app.db()
-        .await
-        .execute(
-            "INSERT INTO api_tokens (name, role, token_sha256) VALUES ($1, $2::text::api_role, $3)",
-            &[&name, &role, &hash.as_slice()],
-        )
-        .await
-        .unwrap();
-    secret
+    app.token(name, role).await
 }
 
 async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {

@@ -202,6 +202,21 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// Stores a staff token with `role` and returns its secret.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let secret = keyward::staff::new_token();
+        let hash = keyward::staff::hash_token(&secret);
+        self.db()
+            .await
+            .execute(
+                "INSERT INTO api_tokens (name, role, token_sha256) VALUES ($1, $2::text::api_role, $3)",
+                &[&name, &role, &hash.as_slice()],
+            )
+            .await
+            .unwrap();
+        secret
+    }
+
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.db).await
     }

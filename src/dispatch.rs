@@ -24,6 +24,11 @@ use crate::db::DbError;
 use crate::gateways::{HttpAnswer, OutboundSms, SendOutcome, Senders};
 use crate::metrics::Metrics;
 
+/// The most of a provider's answer that is read. Real answers are a few
+/// hundred bytes; a misbehaving or hostile endpoint must not make the
+/// dispatcher buffer an unbounded body per send.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 pub struct Dispatcher {
     pool: Pool,
     senders: Senders,
@@ -250,15 +255,13 @@ impl Dispatcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return SendOutcome::Retry {
-                    reason: format!("reading the answer: {e}"),
-                    after: None,
-                }
-            }
-        };
+        // The status decides; a body cut short (too long, or the read
+        // failed) must not turn an accepted send into a retry.
+        let (body, problem) = read_capped(response, MAX_ANSWER_BYTES).await;
+        if let Some(problem) = problem {
+            tracing::warn!(outbox_id = %row.id, sender = sender.name(), status, %problem,
+                "provider answer not read in full");
+        }
         sender.outcome(&HttpAnswer {
             status,
             retry_after,
@@ -272,5 +275,26 @@ impl Dispatcher {
         let exp = self.settings.backoff_base_secs * 2f64.powi(attempts.clamp(1, 30) - 1);
         let capped = exp.min(self.settings.backoff_max_secs);
         Duration::from_secs_f64(capped * rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// At most `cap` bytes of the answer's body, and why it is not all of it.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, Option<String>) {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    // Dropping the response closes the connection: the
+                    // rest is never read.
+                    return (body, Some(format!("longer than {cap} bytes, cut")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return (body, None),
+            Err(e) => return (body, Some(format!("reading the answer: {e}"))),
+        }
     }
 }

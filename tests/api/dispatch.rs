@@ -726,3 +726,27 @@ async fn a_claim_reads_only_the_head_of_a_large_backlog() {
     numbers.sort_unstable();
     assert_eq!(numbers, ["+628120019998", "+628120019999", "+628120020000"]);
 }
+
+/// Issue #11: a provider answer is read up to 64 KiB, not whole. Twilio's
+/// id sits at the start of a 2 MiB answer; cut at 64 KiB the JSON no longer
+/// parses, so the reply is sent without an id — proof the rest was never
+/// buffered.
+#[tokio::test]
+async fn a_huge_provider_answer_is_read_only_up_to_the_cap() {
+    let rig = Rig::new("twilio").await;
+    let padding = "x".repeat(2 * 1024 * 1024);
+    Mock::given(method("POST"))
+        .and(path(
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+        ))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_string(format!(r#"{{"sid": "SMbig", "pad": "{padding}"}}"#)),
+        )
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+    let reply = &rig.outbox().await[0];
+    assert_eq!((reply.1.as_str(), reply.4.as_deref()), ("sent", None));
+}

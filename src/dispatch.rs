@@ -83,7 +83,7 @@ impl Dispatcher {
             let sent = match self.run_once().await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher cannot reach the database");
+                    log_db_error(&e, "a dispatcher statement failed");
                     0
                 }
             };
@@ -126,30 +126,96 @@ impl Dispatcher {
             match done {
                 Ok(Ok(result)) => results.push(result),
                 // The lease expires and the reply is taken again.
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not record a send result"),
+                Ok(Err(e)) => log_db_error(&e, "could not record a send result"),
                 Err(e) => tracing::error!(error = %e, "a send task failed"),
             }
         }
-        // One statement (one commit) for the whole batch's results.
+        self.record(&results).await;
+        // Receipts that came in before their provider ids were stored —
+        // by this batch or, racing with its commit, by an earlier one.
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| DbError::Pool(e.to_string()))?;
-        let recorded = outbox::finish_all(&client, &self.owner, &results).await?;
-        if recorded < results.len() {
-            tracing::warn!(
-                lost = results.len() - recorded,
-                "leases lost before the results were recorded"
-            );
-        }
-        // Receipts that came in before their provider ids were stored —
-        // by this batch or, racing with its commit, by an earlier one.
         let settled = outbox::settle_early_receipts(&client).await?;
         if settled > 0 {
             tracing::debug!(settled, "early delivery receipts applied");
         }
         Ok(n)
+    }
+
+    /// Records a batch's results: one statement in the common case. When
+    /// it fails, each result is recorded alone, so that one row the
+    /// database refuses cannot fail its batch-mates — they were sent, and
+    /// left `sending` they would be sent again. A result that cannot be
+    /// recorded at all leaves its reply `sending` until the lease expires.
+    async fn record(&self, results: &[(String, Next)]) {
+        if results.is_empty() {
+            return;
+        }
+        let client = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = DbError::Pool(e.to_string());
+                log_db_error(&e, "cannot record a batch's results");
+                return;
+            }
+        };
+        let recorded = match outbox::finish_all(&client, &self.owner, results).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                log_db_error(&e, "recording a batch failed; recording each reply alone");
+                // The connection may be what failed: a closed one is not
+                // handed out again, so ask the pool for another.
+                drop(client);
+                self.record_one_by_one(results).await
+            }
+        };
+        for c in &recorded.collisions {
+            tracing::error!(
+                outbox_id = %c.id,
+                provider_id = %c.provider_id,
+                holder_outbox_id = %c.holder,
+                "the provider answered a message id another reply already has; \
+                 recorded as sent without it"
+            );
+        }
+        if recorded.count < results.len() {
+            tracing::warn!(
+                lost = results.len() - recorded.count,
+                "results not recorded (lease lost, or refused by the database)"
+            );
+        }
+    }
+
+    async fn record_one_by_one(&self, results: &[(String, Next)]) -> outbox::Recorded {
+        let mut total = outbox::Recorded::default();
+        let client = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                log_db_error(&DbError::Pool(e.to_string()), "cannot record results");
+                return total;
+            }
+        };
+        for one in results {
+            match outbox::finish_all(&client, &self.owner, std::slice::from_ref(one)).await {
+                Ok(recorded) => {
+                    total.count += recorded.count;
+                    total.collisions.extend(recorded.collisions);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        outbox_id = %one.0,
+                        result = ?one.1,
+                        error = %e,
+                        "cannot record the result of a reply; it is taken again when its \
+                         lease expires"
+                    );
+                }
+            }
+        }
+        total
     }
 
     /// Sends one reply; returns where it goes next (recorded by the caller).
@@ -296,5 +362,24 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, O
             Ok(None) => return (body, None),
             Err(e) => return (body, Some(format!("reading the answer: {e}"))),
         }
+    }
+}
+
+/// Logs a database error as what it is: the database unreachable, or a
+/// statement it refused (with the constraint, if one).
+fn log_db_error(e: &DbError, what: &str) {
+    let refused = match e {
+        DbError::Query(q) => q.as_db_error(),
+        _ => None,
+    };
+    match refused {
+        Some(db) => tracing::error!(
+            error = %e,
+            code = db.code().code(),
+            constraint = db.constraint(),
+            table = db.table(),
+            "{what}: the database refused the statement"
+        ),
+        None => tracing::warn!(error = %e, "{what}: cannot reach the database"),
     }
 }

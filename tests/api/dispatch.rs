@@ -475,7 +475,7 @@ async fn a_crashed_dispatchers_lease_expires_and_the_reply_is_sent_once() {
         keyward::db::outbox::finish_all(&client, "crashed", &[(claimed[0].id.clone(), late)])
             .await
             .unwrap();
-    assert_eq!(recorded, 0);
+    assert_eq!(recorded.count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -725,6 +725,119 @@ async fn a_claim_reads_only_the_head_of_a_large_backlog() {
     let mut numbers: Vec<&str> = claimed.iter().map(|c| c.msisdn.as_str()).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, ["+628120019998", "+628120019999", "+628120020000"]);
+}
+
+const TWILIO_MESSAGES: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+
+/// The outbox id of the (only) reply to `number`.
+async fn reply_to(rig: &Rig, number: &str) -> String {
+    rig.app
+        .db()
+        .await
+        .query_one(
+            "SELECT id::text FROM outbox WHERE msisdn = $1::text",
+            &[&number],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Status, provider id and last error of the reply to `number`.
+async fn reply_state(rig: &Rig, number: &str) -> (String, Option<String>, Option<String>) {
+    let row = rig
+        .app
+        .db()
+        .await
+        .query_one(
+            "SELECT status::text, provider_message_id, last_error
+               FROM outbox WHERE msisdn = $1::text",
+            &[&number],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// How many requests the sink received for each outbox id, by the
+/// reply's number (Twilio's form carries `To`, not our id).
+async fn twilio_requests_per_reply(rig: &Rig) -> std::collections::BTreeMap<String, usize> {
+    let mut per_reply = std::collections::BTreeMap::new();
+    for req in rig.server.received_requests().await.unwrap() {
+        let to = form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "To")
+            .map(|(_, v)| v.into_owned())
+            .expect("a To field");
+        *per_reply.entry(reply_to(rig, &to).await).or_insert(0) += 1;
+    }
+    per_reply
+}
+
+/// Leases of replies still `sending` expire now, as if their dispatcher had
+/// died or stalled.
+async fn expire_leases(rig: &Rig) {
+    rig.app
+        .db()
+        .await
+        .execute(
+            "UPDATE outbox SET lease_expires_at = now() - interval '1 second'
+              WHERE status = 'sending'",
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+/// A provider that answers the message id another reply already has (the
+/// batch statement once failed on `outbox_provider_message_idx`, and the
+/// whole batch went out again at every lease expiry). Each reply reaches
+/// the sink once; the colliding ones are sent, without the id, saying whose
+/// it is.
+#[tokio::test]
+async fn a_provider_id_another_reply_has_is_kept_out_and_nothing_is_sent_twice() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMsame"})))
+        .mount(&rig.server)
+        .await;
+    let (a, b, c) = ("+6281200000001", "+6281200000002", "+6281200000003");
+    // A and B in one batch: the provider gives both the same id.
+    rig.app.text(a, "MAU").await;
+    rig.app.text(b, "MAU").await;
+    assert_eq!(rig.dispatch().await, 2);
+    // C in a later batch: its id is already A's or B's.
+    rig.app.text(c, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+
+    let states = [
+        reply_state(&rig, a).await,
+        reply_state(&rig, b).await,
+        reply_state(&rig, c).await,
+    ];
+    assert!(states.iter().all(|s| s.0 == "sent"), "{states:?}");
+    let holders: Vec<_> = states
+        .iter()
+        .filter(|s| s.1.as_deref() == Some("SMsame"))
+        .collect();
+    assert_eq!(holders.len(), 1, "one reply keeps the id: {states:?}");
+    let holder_id = if states[0].1.is_some() {
+        reply_to(&rig, a).await
+    } else {
+        reply_to(&rig, b).await
+    };
+    for s in states.iter().filter(|s| s.1.is_none()) {
+        let why = s.2.as_deref().unwrap();
+        assert!(why.contains("SMsame") && why.contains(&holder_id), "{why}");
+    }
+
+    // Nothing is left to send again, now or after any lease period.
+    expire_leases(&rig).await;
+    assert_eq!(rig.dispatch().await, 0);
+    let per_reply = twilio_requests_per_reply(&rig).await;
+    assert_eq!(per_reply.len(), 3);
+    assert!(per_reply.values().all(|n| *n == 1), "{per_reply:?}");
 }
 
 /// Issue #11: a provider answer is read up to 64 KiB, not whole. Twilio's

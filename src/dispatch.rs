@@ -9,6 +9,13 @@
 //! whose number opted out after it was queued is `cancelled` (opt-out
 //! confirmations excepted). A dispatcher that dies leaves its leases to
 //! expire; another takes the replies again.
+//!
+//! A reply taken over from an expired lease was possibly sent: the call
+//! may have started, or its answer may have come and not been recorded.
+//! It is sent again only through a sender that is idempotent (the provider
+//! drops a repeat of the same key); otherwise it becomes `unknown`, is
+//! re-sent once after [`UNKNOWN_RESEND_AFTER`], and never again without
+//! an operator (README, "Replies going out").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +30,12 @@ use crate::db::outbox::{self, Claimed, Next};
 use crate::db::DbError;
 use crate::gateways::{HttpAnswer, OutboundSms, SendOutcome, Senders};
 use crate::metrics::Metrics;
+
+/// How long an `unknown` reply waits before its one re-send: time for a
+/// delivery report that names it (Kannel's carry the outbox id) to settle
+/// it first, short enough that a welcome or goodbye still arrives while the
+/// subscriber remembers asking.
+pub const UNKNOWN_RESEND_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// The most of a provider's answer that is read. Real answers are a few
 /// hundred bytes; a misbehaving or hostile endpoint must not make the
@@ -125,7 +138,8 @@ impl Dispatcher {
         while let Some(done) = sends.join_next().await {
             match done {
                 Ok(Ok(result)) => results.push(result),
-                // The lease expires and the reply is taken again.
+                // Left `sending`: when the lease expires the reply counts
+                // as possibly sent.
                 Ok(Err(e)) => log_db_error(&e, "could not record a send result"),
                 Err(e) => tracing::error!(error = %e, "a send task failed"),
             }
@@ -149,7 +163,8 @@ impl Dispatcher {
     /// it fails, each result is recorded alone, so that one row the
     /// database refuses cannot fail its batch-mates — they were sent, and
     /// left `sending` they would be sent again. A result that cannot be
-    /// recorded at all leaves its reply `sending` until the lease expires.
+    /// recorded at all leaves its reply `sending` until the lease expires,
+    /// when it is treated as possibly sent (never blindly sent again).
     async fn record(&self, results: &[(String, Next)]) {
         if results.is_empty() {
             return;
@@ -209,8 +224,8 @@ impl Dispatcher {
                         outbox_id = %one.0,
                         result = ?one.1,
                         error = %e,
-                        "cannot record the result of a reply; it is taken again when its \
-                         lease expires"
+                        "cannot record the result of a reply; when its lease expires it \
+                         counts as possibly sent"
                     );
                 }
             }
@@ -221,8 +236,13 @@ impl Dispatcher {
     /// Sends one reply; returns where it goes next (recorded by the caller).
     async fn deliver(&self, row: Claimed) -> Result<Next, DbError> {
         let (result, next) = if row.opted_out_since {
-            let why = "the number opted out after this reply was queued".to_owned();
+            let mut why = "the number opted out after this reply was queued".to_owned();
+            if row.possibly_sent {
+                why.push_str(" (an earlier attempt may have reached it)");
+            }
             ("cancelled", Next::Cancelled { why })
+        } else if row.possibly_sent && !self.may_send_again(&row) {
+            ("unknown", self.unknown(&row))
         } else {
             match self.send(&row).await {
                 SendOutcome::Sent { provider_id } => ("sent", Next::Sent { provider_id }),
@@ -263,6 +283,43 @@ impl Dispatcher {
             .with_label_values(&[&row.sender, result])
             .inc();
         Ok(next)
+    }
+
+    /// May a reply that was possibly sent already go out again? Only
+    /// through an idempotent sender (the provider drops a repeat of the
+    /// same key), and only within the retry limit: a reply whose leases keep
+    /// expiring must not be sent at every expiry forever.
+    fn may_send_again(&self, row: &Claimed) -> bool {
+        let idempotent = self
+            .senders
+            .get(&row.sender)
+            .is_some_and(|s| s.idempotent());
+        idempotent && i64::from(row.attempts) <= i64::from(self.settings.max_attempts)
+    }
+
+    /// A possibly sent reply that must not be sent again now.
+    fn unknown(&self, row: &Claimed) -> Next {
+        let then = if row.uncertain_attempts == 0 {
+            format!(
+                "re-sent once after {} min unless a delivery report settles it",
+                UNKNOWN_RESEND_AFTER.as_secs() / 60
+            )
+        } else {
+            "already re-sent once: not sent again without an operator".to_owned()
+        };
+        tracing::warn!(
+            outbox_id = %row.id,
+            sender = %row.sender,
+            attempts = row.attempts,
+            "a lease expired while sending: the provider may have this reply; marked unknown"
+        );
+        Next::Unknown {
+            error: format!(
+                "lease expired while sending (attempt {}): the provider may have it; {then}",
+                row.attempts - 1
+            ),
+            resend_after: UNKNOWN_RESEND_AFTER,
+        }
     }
 
     /// One call to the provider, classified.

@@ -528,6 +528,13 @@ pub trait Sender: Send + Sync {
     fn outcome(&self, answer: &HttpAnswer<'_>) -> SendOutcome {
         http_outcome(answer, |_| None)
     }
+    /// Does the provider drop a repeat of a request it already took (the
+    /// same key, the outbox id)? Then a reply that was possibly sent may go
+    /// again; otherwise it becomes `unknown`. None of the commercial APIs
+    /// we send through promise it by default (README, "Replies going out").
+    fn idempotent(&self) -> bool {
+        false
+    }
 }
 
 /// The usual reading of an HTTP answer: 2xx sent, 408/429/5xx retry, other

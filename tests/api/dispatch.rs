@@ -1059,3 +1059,34 @@ async fn a_huge_provider_answer_is_read_only_up_to_the_cap() {
     let reply = &rig.outbox().await[0];
     assert_eq!((reply.1.as_str(), reply.4.as_deref()), ("sent", None));
 }
+
+/// Kannel's delivery reports name the reply by its outbox id: one that
+/// comes for an `unknown` reply settles it, and its re-send never goes.
+#[tokio::test]
+async fn a_delivery_report_settles_an_unknown_reply_before_its_re_send() {
+    let rig = Rig::new("kannel").await;
+    Mock::given(path("/cgi-bin/sendsms"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .expect(0)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    let id = reply_to(&rig, NUMBER).await;
+    // The dispatcher that sent it died before recording the answer.
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    assert_eq!(reply_state(&rig, NUMBER).await.0, "unknown");
+    // Kannel calls the dlr-url the send carried: delivered.
+    let dlr = rig.app.url(&format!(
+        "/webhooks/kannel/status?token=shared-secret-0123456789&id={id}&type=1&time=1795428000"
+    ));
+    assert_eq!(rig.app.http.get(&dlr).send().await.unwrap().status(), 200);
+    assert_eq!(reply_state(&rig, NUMBER).await.0, "delivered");
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rig.dispatch().await, 0, "nothing to re-send");
+}

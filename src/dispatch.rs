@@ -3,7 +3,7 @@
 //!
 //! Each worker claims a batch (a lease, committed at once), calls the
 //! providers concurrently, and records each result under its lease.
-//! Transient errors (timeouts, connection errors, 5xx, 429) are retried
+//! Transient errors (connection errors, 5xx, 429, timeouts) are retried
 //! with exponential backoff and jitter until `max_attempts`, then the reply
 //! is `dead`; other 4xx are `failed` with the provider's reason. A reply
 //! whose number opted out after it was queued is `cancelled` (opt-out
@@ -12,7 +12,7 @@
 //!
 //! A reply taken over from an expired lease was possibly sent: the call
 //! may have started, or its answer may have come and not been recorded.
-//! It is sent again only through a sender that is idempotent (the provider
+//! So was one whose call timed out once connected. It is sent again only through a sender that is idempotent (the provider
 //! drops a repeat of the same key); otherwise it becomes `unknown`, is
 //! re-sent once after [`UNKNOWN_RESEND_AFTER`], and never again without
 //! an operator (README, "Replies going out").
@@ -242,7 +242,8 @@ impl Dispatcher {
             }
             ("cancelled", Next::Cancelled { why })
         } else if row.possibly_sent && !self.may_send_again(&row) {
-            ("unknown", self.unknown(&row))
+            let what = format!("lease expired while sending (attempt {})", row.attempts - 1);
+            ("unknown", self.unknown(&row, &what))
         } else {
             match self.send(&row).await {
                 SendOutcome::Sent { provider_id } => ("sent", Next::Sent { provider_id }),
@@ -260,6 +261,10 @@ impl Dispatcher {
                     )
                 }
                 SendOutcome::Failed { reason } => ("failed", Next::Failed { error: reason }),
+                SendOutcome::Unknown { reason } => {
+                    let what = format!("{reason} (attempt {})", row.attempts);
+                    ("unknown", self.unknown(&row, &what))
+                }
                 SendOutcome::OptedOut { reason } => {
                     let client = self
                         .pool
@@ -297,8 +302,9 @@ impl Dispatcher {
         idempotent && i64::from(row.attempts) <= i64::from(self.settings.max_attempts)
     }
 
-    /// A possibly sent reply that must not be sent again now.
-    fn unknown(&self, row: &Claimed) -> Next {
+    /// A possibly sent reply that must not be sent again now; `what` says
+    /// why it is possibly sent.
+    fn unknown(&self, row: &Claimed, what: &str) -> Next {
         let then = if row.uncertain_attempts == 0 {
             format!(
                 "re-sent once after {} min unless a delivery report settles it",
@@ -311,13 +317,11 @@ impl Dispatcher {
             outbox_id = %row.id,
             sender = %row.sender,
             attempts = row.attempts,
-            "a lease expired while sending: the provider may have this reply; marked unknown"
+            %what,
+            "the provider may have this reply; marked unknown"
         );
         Next::Unknown {
-            error: format!(
-                "lease expired while sending (attempt {}): the provider may have it; {then}",
-                row.attempts - 1
-            ),
+            error: format!("{what}: the provider may have it; {then}"),
             resend_after: UNKNOWN_RESEND_AFTER,
         }
     }
@@ -365,8 +369,15 @@ impl Dispatcher {
                 } else {
                     "connection error"
                 };
+                let reason = format!("{kind}: {e}");
+                // Once connected, the request may have gone out and been
+                // taken: sending it again could send it twice, unless the
+                // provider drops repeats.
+                if !e.is_connect() && !sender.idempotent() {
+                    return SendOutcome::Unknown { reason };
+                }
                 return SendOutcome::Retry {
-                    reason: format!("{kind}: {e}"),
+                    reason,
                     after: None,
                 };
             }

@@ -508,6 +508,11 @@ pub enum SendOutcome {
     OptedOut {
         reason: String,
     },
+    /// The request may have reached the provider, but no answer says
+    /// what it did (a timeout once the connection was up): possibly sent.
+    Unknown {
+        reason: String,
+    },
 }
 
 /// The provider's HTTP answer.

@@ -1090,3 +1090,53 @@ async fn a_delivery_report_settles_an_unknown_reply_before_its_re_send() {
         .unwrap();
     assert_eq!(rig.dispatch().await, 0, "nothing to re-send");
 }
+
+/// Twilio takes the request but answers after the timeout: possibly sent,
+/// so `unknown` and re-sent once after the delay, not retried at once
+/// (the retry could send it twice). A refused connection is certainly not
+/// a send: retried as before.
+#[tokio::test]
+async fn a_timeout_through_a_non_idempotent_sender_goes_unknown_a_refused_connection_retries() {
+    let mut rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SMslow"}))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMfine"})))
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1); // times out after 1 s
+    let (status, _, why, uncertain) = reply_state(&rig, NUMBER).await;
+    assert_eq!((status.as_str(), uncertain), ("unknown", 1), "{why:?}");
+    assert!(why.as_deref().unwrap().contains("timeout"), "{why:?}");
+    assert_eq!(rig.dispatch().await, 0, "not retried at once");
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, provider_id, _, _) = reply_state(&rig, NUMBER).await;
+    assert_eq!(
+        (status.as_str(), provider_id.as_deref()),
+        ("sent", Some("SMfine"))
+    );
+    assert_eq!(rig.server.received_requests().await.unwrap().len(), 2);
+
+    // Nothing listens on the discard port: the connection is refused.
+    rig.settings.gateways.twilio.as_mut().unwrap().api_base = "http://127.0.0.1:9".into();
+    rig.app.text("+6281200000031", "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, _, why, uncertain) = reply_state(&rig, "+6281200000031").await;
+    assert_eq!((status.as_str(), uncertain), ("queued", 0), "{why:?}");
+}

@@ -433,21 +433,34 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, O
     }
 }
 
-/// Logs a database error as what it is: the database unreachable, or a
-/// statement it refused (with the constraint, if one).
+/// Logs a database error as what it is: the database unreachable, a
+/// statement it refused (with the SQLSTATE and constraint), or a fault on
+/// our side of the connection (a value that did not convert).
 fn log_db_error(e: &DbError, what: &str) {
-    let refused = match e {
-        DbError::Query(q) => q.as_db_error(),
-        _ => None,
+    let query = match e {
+        DbError::Query(q) => q,
+        DbError::Connect(_) | DbError::Pool(_) => {
+            tracing::warn!(error = %e, "{what}: cannot reach the database");
+            return;
+        }
+        DbError::Migrate(_) => {
+            tracing::error!(error = %e, "{what}");
+            return;
+        }
     };
-    match refused {
-        Some(db) => tracing::error!(
+    if let Some(db) = query.as_db_error() {
+        tracing::error!(
             error = %e,
             code = db.code().code(),
             constraint = db.constraint(),
             table = db.table(),
             "{what}: the database refused the statement"
-        ),
-        None => tracing::warn!(error = %e, "{what}: cannot reach the database"),
+        );
+    } else if query.is_closed()
+        || std::error::Error::source(query).is_some_and(|s| s.is::<std::io::Error>())
+    {
+        tracing::warn!(error = %e, "{what}: cannot reach the database");
+    } else {
+        tracing::error!(error = %e, "{what}: a database client error");
     }
 }

@@ -3,12 +3,19 @@
 //!
 //! Each worker claims a batch (a lease, committed at once), calls the
 //! providers concurrently, and records each result under its lease.
-//! Transient errors (timeouts, connection errors, 5xx, 429) are retried
+//! Transient errors (connection errors, 5xx, 429, timeouts) are retried
 //! with exponential backoff and jitter until `max_attempts`, then the reply
 //! is `dead`; other 4xx are `failed` with the provider's reason. A reply
 //! whose number opted out after it was queued is `cancelled` (opt-out
 //! confirmations excepted). A dispatcher that dies leaves its leases to
 //! expire; another takes the replies again.
+//!
+//! A reply taken over from an expired lease was possibly sent: the call
+//! may have started, or its answer may have come and not been recorded.
+//! So was one whose call timed out once connected. It is sent again only through a sender that is idempotent (the provider
+//! drops a repeat of the same key); otherwise it becomes `unknown`, is
+//! re-sent once after [`UNKNOWN_RESEND_AFTER`], and never again without
+//! an operator (README, "Replies going out").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +30,17 @@ use crate::db::outbox::{self, Claimed, Next};
 use crate::db::DbError;
 use crate::gateways::{HttpAnswer, OutboundSms, SendOutcome, Senders};
 use crate::metrics::Metrics;
+
+/// How long an `unknown` reply waits before its one re-send: time for a
+/// delivery report that names it (Kannel's carry the outbox id) to settle
+/// it first, short enough that a welcome or goodbye still arrives while the
+/// subscriber remembers asking.
+pub const UNKNOWN_RESEND_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The most of a provider's answer that is read. Real answers are a few
+/// hundred bytes; a misbehaving or hostile endpoint must not make the
+/// dispatcher buffer an unbounded body per send.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 pub struct Dispatcher {
     pool: Pool,
@@ -78,7 +96,7 @@ impl Dispatcher {
             let sent = match self.run_once().await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "dispatcher cannot reach the database");
+                    log_db_error(&e, "a dispatcher statement failed");
                     0
                 }
             };
@@ -120,26 +138,20 @@ impl Dispatcher {
         while let Some(done) = sends.join_next().await {
             match done {
                 Ok(Ok(result)) => results.push(result),
-                // The lease expires and the reply is taken again.
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not record a send result"),
+                // Left `sending`: when the lease expires the reply counts
+                // as possibly sent.
+                Ok(Err(e)) => log_db_error(&e, "could not record a send result"),
                 Err(e) => tracing::error!(error = %e, "a send task failed"),
             }
         }
-        // One statement (one commit) for the whole batch's results.
+        self.record(&results).await;
+        // Receipts that came in before their provider ids were stored —
+        // by this batch or, racing with its commit, by an earlier one.
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| DbError::Pool(e.to_string()))?;
-        let recorded = outbox::finish_all(&client, &self.owner, &results).await?;
-        if recorded < results.len() {
-            tracing::warn!(
-                lost = results.len() - recorded,
-                "leases lost before the results were recorded"
-            );
-        }
-        // Receipts that came in before their provider ids were stored —
-        // by this batch or, racing with its commit, by an earlier one.
         let settled = outbox::settle_early_receipts(&client).await?;
         if settled > 0 {
             tracing::debug!(settled, "early delivery receipts applied");
@@ -147,11 +159,91 @@ impl Dispatcher {
         Ok(n)
     }
 
+    /// Records a batch's results: one statement in the common case. When
+    /// it fails, each result is recorded alone, so that one row the
+    /// database refuses cannot fail its batch-mates — they were sent, and
+    /// left `sending` they would be sent again. A result that cannot be
+    /// recorded at all leaves its reply `sending` until the lease expires,
+    /// when it is treated as possibly sent (never blindly sent again).
+    async fn record(&self, results: &[(String, Next)]) {
+        if results.is_empty() {
+            return;
+        }
+        let client = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = DbError::Pool(e.to_string());
+                log_db_error(&e, "cannot record a batch's results");
+                return;
+            }
+        };
+        let recorded = match outbox::finish_all(&client, &self.owner, results).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                log_db_error(&e, "recording a batch failed; recording each reply alone");
+                // The connection may be what failed: a closed one is not
+                // handed out again, so ask the pool for another.
+                drop(client);
+                self.record_one_by_one(results).await
+            }
+        };
+        for c in &recorded.collisions {
+            tracing::error!(
+                outbox_id = %c.id,
+                provider_id = %c.provider_id,
+                holder_outbox_id = %c.holder,
+                "the provider answered a message id another reply already has; \
+                 recorded as sent without it"
+            );
+        }
+        if recorded.count < results.len() {
+            tracing::warn!(
+                lost = results.len() - recorded.count,
+                "results not recorded (lease lost, or refused by the database)"
+            );
+        }
+    }
+
+    async fn record_one_by_one(&self, results: &[(String, Next)]) -> outbox::Recorded {
+        let mut total = outbox::Recorded::default();
+        let client = match self.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                log_db_error(&DbError::Pool(e.to_string()), "cannot record results");
+                return total;
+            }
+        };
+        for one in results {
+            match outbox::finish_all(&client, &self.owner, std::slice::from_ref(one)).await {
+                Ok(recorded) => {
+                    total.count += recorded.count;
+                    total.collisions.extend(recorded.collisions);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        outbox_id = %one.0,
+                        result = ?one.1,
+                        error = %e,
+                        "cannot record the result of a reply; when its lease expires it \
+                         counts as possibly sent"
+                    );
+                }
+            }
+        }
+        total
+    }
+
     /// Sends one reply; returns where it goes next (recorded by the caller).
     async fn deliver(&self, row: Claimed) -> Result<Next, DbError> {
         let (result, next) = if row.opted_out_since {
-            let why = "the number opted out after this reply was queued".to_owned();
+            let mut why = "the number opted out after this reply was queued".to_owned();
+            if row.possibly_sent {
+                why.push_str(" (an earlier attempt may have reached it)");
+            }
             ("cancelled", Next::Cancelled { why })
+        } else if row.possibly_sent && !self.may_send_again(&row) {
+            let what = format!("lease expired while sending (attempt {})", row.attempts - 1);
+            ("unknown", self.unknown(&row, &what))
         } else {
             match self.send(&row).await {
                 SendOutcome::Sent { provider_id } => ("sent", Next::Sent { provider_id }),
@@ -169,6 +261,10 @@ impl Dispatcher {
                     )
                 }
                 SendOutcome::Failed { reason } => ("failed", Next::Failed { error: reason }),
+                SendOutcome::Unknown { reason } => {
+                    let what = format!("{reason} (attempt {})", row.attempts);
+                    ("unknown", self.unknown(&row, &what))
+                }
                 SendOutcome::OptedOut { reason } => {
                     let client = self
                         .pool
@@ -192,6 +288,42 @@ impl Dispatcher {
             .with_label_values(&[&row.sender, result])
             .inc();
         Ok(next)
+    }
+
+    /// May a reply that was possibly sent already go out again? Only
+    /// through an idempotent sender (the provider drops a repeat of the
+    /// same key), and only within the retry limit: a reply whose leases keep
+    /// expiring must not be sent at every expiry forever.
+    fn may_send_again(&self, row: &Claimed) -> bool {
+        let idempotent = self
+            .senders
+            .get(&row.sender)
+            .is_some_and(|s| s.idempotent());
+        idempotent && i64::from(row.attempts) <= i64::from(self.settings.max_attempts)
+    }
+
+    /// A possibly sent reply that must not be sent again now; `what` says
+    /// why it is possibly sent.
+    fn unknown(&self, row: &Claimed, what: &str) -> Next {
+        let then = if row.uncertain_attempts == 0 {
+            format!(
+                "re-sent once after {} min unless a delivery report settles it",
+                UNKNOWN_RESEND_AFTER.as_secs() / 60
+            )
+        } else {
+            "already re-sent once: not sent again without an operator".to_owned()
+        };
+        tracing::warn!(
+            outbox_id = %row.id,
+            sender = %row.sender,
+            attempts = row.attempts,
+            %what,
+            "the provider may have this reply; marked unknown"
+        );
+        Next::Unknown {
+            error: format!("{what}: the provider may have it; {then}"),
+            resend_after: UNKNOWN_RESEND_AFTER,
+        }
     }
 
     /// One call to the provider, classified.
@@ -237,8 +369,15 @@ impl Dispatcher {
                 } else {
                     "connection error"
                 };
+                let reason = format!("{kind}: {e}");
+                // Once connected, the request may have gone out and been
+                // taken: sending it again could send it twice, unless the
+                // provider drops repeats.
+                if !e.is_connect() && !sender.idempotent() {
+                    return SendOutcome::Unknown { reason };
+                }
                 return SendOutcome::Retry {
-                    reason: format!("{kind}: {e}"),
+                    reason,
                     after: None,
                 };
             }
@@ -250,15 +389,13 @@ impl Dispatcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return SendOutcome::Retry {
-                    reason: format!("reading the answer: {e}"),
-                    after: None,
-                }
-            }
-        };
+        // The status decides; a body cut short (too long, or the read
+        // failed) must not turn an accepted send into a retry.
+        let (body, problem) = read_capped(response, MAX_ANSWER_BYTES).await;
+        if let Some(problem) = problem {
+            tracing::warn!(outbox_id = %row.id, sender = sender.name(), status, %problem,
+                "provider answer not read in full");
+        }
         sender.outcome(&HttpAnswer {
             status,
             retry_after,
@@ -272,5 +409,58 @@ impl Dispatcher {
         let exp = self.settings.backoff_base_secs * 2f64.powi(attempts.clamp(1, 30) - 1);
         let capped = exp.min(self.settings.backoff_max_secs);
         Duration::from_secs_f64(capped * rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// At most `cap` bytes of the answer's body, and why it is not all of it.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, Option<String>) {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    // Dropping the response closes the connection: the
+                    // rest is never read.
+                    return (body, Some(format!("longer than {cap} bytes, cut")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return (body, None),
+            Err(e) => return (body, Some(format!("reading the answer: {e}"))),
+        }
+    }
+}
+
+/// Logs a database error as what it is: the database unreachable, a
+/// statement it refused (with the SQLSTATE and constraint), or a fault on
+/// our side of the connection (a value that did not convert).
+fn log_db_error(e: &DbError, what: &str) {
+    let query = match e {
+        DbError::Query(q) => q,
+        DbError::Connect(_) | DbError::Pool(_) => {
+            tracing::warn!(error = %e, "{what}: cannot reach the database");
+            return;
+        }
+        DbError::Migrate(_) => {
+            tracing::error!(error = %e, "{what}");
+            return;
+        }
+    };
+    if let Some(db) = query.as_db_error() {
+        tracing::error!(
+            error = %e,
+            code = db.code().code(),
+            constraint = db.constraint(),
+            table = db.table(),
+            "{what}: the database refused the statement"
+        );
+    } else if query.is_closed()
+        || std::error::Error::source(query).is_some_and(|s| s.is::<std::io::Error>())
+    {
+        tracing::warn!(error = %e, "{what}: cannot reach the database");
+    } else {
+        tracing::error!(error = %e, "{what}: a database client error");
     }
 }

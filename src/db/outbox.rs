@@ -29,18 +29,32 @@ pub struct Claimed {
     /// The number opted out of the program after this reply was queued:
     /// it must not be sent (only opt-out confirmations still go).
     pub opted_out_since: bool,
+    /// Taken over from a lease that expired while `sending`: the provider
+    /// may already have it (the call had possibly started; nothing
+    /// cheaper than a write before every call could tell).
+    pub possibly_sent: bool,
+    /// Earlier attempts that ended `unknown`.
+    pub uncertain_attempts: i32,
 }
 
-/// Leases first replies whose lease expired (their dispatcher died), then
-/// queued replies in due order. Each kind is read from its own partial
-/// index and stops after `$2` rows: one condition with OR over both made
-/// PostgreSQL sort the whole backlog on every claim (50 ms per claim with
-/// 100,000 replies queued, against 2 ms now).
+/// Leases first replies whose lease expired (their dispatcher died, or
+/// could not record the provider's answer: `possibly_sent`), then
+/// `unknown` replies due for their one re-send, then queued replies in due
+/// order. Each kind is read from its own partial index and stops after
+/// `$2` rows: one condition with OR over them made PostgreSQL sort the
+/// whole backlog on every claim (50 ms per claim with 100,000 replies
+/// queued, against 2 ms now).
 pub const CLAIM: &str = "
     WITH expired AS (
         SELECT o.id FROM outbox o
          WHERE o.status = 'sending' AND o.lease_expires_at < now()
          ORDER BY o.lease_expires_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+    ), unknown AS (
+        SELECT o.id FROM outbox o
+         WHERE o.status = 'unknown' AND o.uncertain_attempts = 1 AND o.next_attempt_at <= now()
+         ORDER BY o.next_attempt_at
          LIMIT $2
          FOR UPDATE SKIP LOCKED
     ), queued AS (
@@ -50,7 +64,10 @@ pub const CLAIM: &str = "
          LIMIT $2
          FOR UPDATE SKIP LOCKED
     ), due AS (
-        SELECT id FROM expired UNION ALL SELECT id FROM queued LIMIT $2
+        SELECT id, true AS possibly_sent FROM expired
+        UNION ALL SELECT id, false FROM unknown
+        UNION ALL SELECT id, false FROM queued
+        LIMIT $2
     )
     UPDATE outbox o
        SET status = 'sending', lease_owner = $1,
@@ -64,7 +81,8 @@ pub const CLAIM: &str = "
                   SELECT 1 FROM subscriptions s
                     JOIN subscription_events e ON e.id = s.event_id
                    WHERE s.msisdn = o.msisdn AND s.program = o.program
-                     AND s.state = 'unsubscribed' AND e.recorded_at > o.created_at)";
+                     AND s.state = 'unsubscribed' AND e.recorded_at > o.created_at),
+              due.possibly_sent, o.uncertain_attempts";
 
 pub async fn claim(
     client: &impl GenericClient,
@@ -89,6 +107,8 @@ pub async fn claim(
             in_reply_to: r.get(7),
             attempts: r.get(8),
             opted_out_since: r.get(9),
+            possibly_sent: r.get(10),
+            uncertain_attempts: r.get(11),
         })
         .collect())
 }
@@ -112,17 +132,89 @@ pub enum Next {
     Cancelled {
         why: String,
     },
+    /// Possibly sent, and not safe to send again now: `unknown`. Due for
+    /// its one re-send after `resend_after` if this is its first uncertain
+    /// attempt; never again automatically after that.
+    Unknown {
+        error: String,
+        resend_after: Duration,
+    },
 }
 
-/// Records a batch of results in one statement (one commit), each only
-/// for a row this owner still leases — a dispatcher that stalled past its
-/// lease cannot overwrite the work of the one that took the row over.
-/// Returns how many were recorded.
+/// Recorded results of a batch.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Rows recorded (others were no longer leased by this owner).
+    pub count: usize,
+    /// Replies the provider gave a message id that another reply already
+    /// has: recorded as sent without it.
+    pub collisions: Vec<Collision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    pub id: String,
+    pub provider_id: String,
+    /// The reply that already has `provider_id`.
+    pub holder: String,
+}
+
+/// Records results in one statement (one commit), each only for a row
+/// this owner still leases — a dispatcher that stalled past its lease
+/// cannot overwrite the work of the one that took the row over.
+///
+/// A provider message id that another reply already has (or that the
+/// provider gave two replies of this batch) would violate
+/// `outbox_provider_message_idx` and fail every row of the statement; the
+/// statement looks for such ids first and records those replies as sent
+/// without the id, saying whose it is in `last_error`. Only a race with a
+/// concurrent batch that commits the same id can still make it fail, and
+/// the caller then records row by row.
+const FINISH: &str = "
+    WITH v AS (
+        SELECT v.id::uuid AS id, v.status, v.provider_id, v.error, v.delay, v.max_attempts,
+               o.sender,
+               first_value(v.id::uuid) OVER w AS first_id, row_number() OVER w AS nth
+          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int4[])
+               AS v(id, status, provider_id, error, delay, max_attempts)
+          JOIN outbox o ON o.id = v.id::uuid
+        WINDOW w AS (PARTITION BY o.sender, v.provider_id ORDER BY v.id)
+    ), taken AS (
+        SELECT v.id,
+               COALESCE((SELECT h.id FROM outbox h
+                          WHERE h.sender = v.sender AND h.provider_message_id = v.provider_id
+                            AND h.id <> v.id
+                          LIMIT 1),
+                        CASE WHEN v.nth > 1 THEN v.first_id END) AS holder
+          FROM v
+         WHERE v.provider_id IS NOT NULL
+    )
+    UPDATE outbox o
+       SET status = CASE
+               WHEN v.status <> 'retry' THEN v.status
+               WHEN o.attempts >= v.max_attempts THEN 'dead'
+               ELSE 'queued' END::outbox_status,
+           sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,
+           provider_message_id = CASE WHEN t.holder IS NULL
+               THEN COALESCE(v.provider_id, o.provider_message_id)
+               ELSE o.provider_message_id END,
+           last_error = CASE WHEN t.holder IS NULL THEN v.error
+               ELSE format('the provider answered message id %s, which reply %s already has',
+                           v.provider_id, t.holder) END,
+           uncertain_attempts = o.uncertain_attempts
+               + CASE WHEN v.status = 'unknown' THEN 1 ELSE 0 END,
+           next_attempt_at = CASE WHEN v.status IN ('retry', 'unknown')
+               THEN now() + make_interval(secs => v.delay) ELSE o.next_attempt_at END,
+           lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+      FROM v LEFT JOIN taken t ON t.id = v.id
+     WHERE o.id = v.id AND o.status = 'sending' AND o.lease_owner = $1
+    RETURNING o.id::text, v.provider_id, t.holder::text";
+
 pub async fn finish_all(
     client: &impl GenericClient,
     owner: &str,
     results: &[(String, Next)],
-) -> Result<usize, DbError> {
+) -> Result<Recorded, DbError> {
     let mut ids = Vec::with_capacity(results.len());
     let mut statuses = Vec::with_capacity(results.len());
     let mut provider_ids: Vec<Option<&str>> = Vec::with_capacity(results.len());
@@ -146,6 +238,16 @@ pub async fn finish_all(
             ),
             Next::Failed { error } => ("failed", None, Some(error.as_str()), 0.0, 0),
             Next::Cancelled { why } => ("cancelled", None, Some(why.as_str()), 0.0, 0),
+            Next::Unknown {
+                error,
+                resend_after,
+            } => (
+                "unknown",
+                None,
+                Some(error.as_str()),
+                resend_after.as_secs_f64(),
+                0,
+            ),
         };
         statuses.push(status);
         provider_ids.push(provider_id);
@@ -153,26 +255,9 @@ pub async fn finish_all(
         delays.push(delay);
         max_attempts.push(max);
     }
-    let stmt = client
-        .prepare_cached(
-            "UPDATE outbox o
-                SET status = CASE
-                        WHEN v.status <> 'retry' THEN v.status
-                        WHEN o.attempts >= v.max_attempts THEN 'dead'
-                        ELSE 'queued' END::outbox_status,
-                    sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,
-                    provider_message_id = COALESCE(v.provider_id, o.provider_message_id),
-                    last_error = v.error,
-                    next_attempt_at = CASE WHEN v.status = 'retry'
-                        THEN now() + make_interval(secs => v.delay) ELSE o.next_attempt_at END,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-               FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::int4[])
-                    AS v(id, status, provider_id, error, delay, max_attempts)
-              WHERE o.id = v.id::uuid AND o.status = 'sending' AND o.lease_owner = $1",
-        )
-        .await?;
-    let n = client
-        .execute(
+    let stmt = client.prepare_cached(FINISH).await?;
+    let rows = client
+        .query(
             &stmt,
             &[
                 &owner,
@@ -185,7 +270,20 @@ pub async fn finish_all(
             ],
         )
         .await?;
-    Ok(n as usize)
+    let collisions = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Collision {
+                id: r.get(0),
+                provider_id: r.get::<_, Option<String>>(1)?,
+                holder: r.get::<_, Option<String>>(2)?,
+            })
+        })
+        .collect();
+    Ok(Recorded {
+        count: rows.len(),
+        collisions,
+    })
 }
 
 /// The provider says the number opted out with it: ledger events with

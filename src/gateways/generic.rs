@@ -194,4 +194,9 @@ impl super::Sender for GenericSender {
             body,
         })
     }
+
+    /// CONTRACT §7: the sink dedups on `Idempotency-Key`.
+    fn idempotent(&self) -> bool {
+        true
+    }
 }

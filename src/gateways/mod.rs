@@ -508,6 +508,11 @@ pub enum SendOutcome {
     OptedOut {
         reason: String,
     },
+    /// The request may have reached the provider, but no answer says
+    /// what it did (a timeout once the connection was up): possibly sent.
+    Unknown {
+        reason: String,
+    },
 }
 
 /// The provider's HTTP answer.
@@ -527,6 +532,13 @@ pub trait Sender: Send + Sync {
     /// What the provider's answer means.
     fn outcome(&self, answer: &HttpAnswer<'_>) -> SendOutcome {
         http_outcome(answer, |_| None)
+    }
+    /// Does the provider drop a repeat of a request it already took (the
+    /// same key, the outbox id)? Then a reply that was possibly sent may go
+    /// again; otherwise it becomes `unknown`. None of the commercial APIs
+    /// we send through promise it by default (README, "Replies going out").
+    fn idempotent(&self) -> bool {
+        false
     }
 }
 

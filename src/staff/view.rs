@@ -91,7 +91,7 @@ pub enum TimelineItem {
         text: String,
         sender: String,
         /// `queued`, `sending`, `sent`, `delivered`, `undelivered`,
-        /// `failed`, `dead` or `cancelled`.
+        /// `failed`, `dead`, `cancelled` or `unknown` (possibly sent).
         status: String,
         attempts: i32,
         last_error: Option<String>,

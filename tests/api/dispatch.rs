@@ -475,7 +475,7 @@ async fn a_crashed_dispatchers_lease_expires_and_the_reply_is_sent_once() {
         keyward::db::outbox::finish_all(&client, "crashed", &[(claimed[0].id.clone(), late)])
             .await
             .unwrap();
-    assert_eq!(recorded, 0);
+    assert_eq!(recorded.count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -725,4 +725,418 @@ async fn a_claim_reads_only_the_head_of_a_large_backlog() {
     let mut numbers: Vec<&str> = claimed.iter().map(|c| c.msisdn.as_str()).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, ["+628120019998", "+628120019999", "+628120020000"]);
+}
+
+const TWILIO_MESSAGES: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+
+/// The outbox id of the (only) reply to `number`.
+async fn reply_to(rig: &Rig, number: &str) -> String {
+    rig.app
+        .db()
+        .await
+        .query_one(
+            "SELECT id::text FROM outbox WHERE msisdn = $1::text",
+            &[&number],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Status, provider id, last error and uncertain attempts of the reply to
+/// `number`.
+async fn reply_state(rig: &Rig, number: &str) -> (String, Option<String>, Option<String>, i32) {
+    let row = rig
+        .app
+        .db()
+        .await
+        .query_one(
+            "SELECT status::text, provider_message_id, last_error, uncertain_attempts
+               FROM outbox WHERE msisdn = $1::text",
+            &[&number],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// How many requests the sink received for each outbox id, by the
+/// reply's number (Twilio's form carries `To`, not our id).
+async fn twilio_requests_per_reply(rig: &Rig) -> std::collections::BTreeMap<String, usize> {
+    let mut per_reply = std::collections::BTreeMap::new();
+    for req in rig.server.received_requests().await.unwrap() {
+        let to = form_urlencoded::parse(&req.body)
+            .find(|(k, _)| k == "To")
+            .map(|(_, v)| v.into_owned())
+            .expect("a To field");
+        *per_reply.entry(reply_to(rig, &to).await).or_insert(0) += 1;
+    }
+    per_reply
+}
+
+/// Leases of replies still `sending` expire now, as if their dispatcher had
+/// died or stalled.
+async fn expire_leases(rig: &Rig) {
+    rig.app
+        .db()
+        .await
+        .execute(
+            "UPDATE outbox SET lease_expires_at = now() - interval '1 second'
+              WHERE status = 'sending'",
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+/// A provider that answers the message id another reply already has (the
+/// batch statement once failed on `outbox_provider_message_idx`, and the
+/// whole batch went out again at every lease expiry). Each reply reaches
+/// the sink once; the colliding ones are sent, without the id, saying whose
+/// it is.
+#[tokio::test]
+async fn a_provider_id_another_reply_has_is_kept_out_and_nothing_is_sent_twice() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMsame"})))
+        .mount(&rig.server)
+        .await;
+    let (a, b, c) = ("+6281200000001", "+6281200000002", "+6281200000003");
+    // A and B in one batch: the provider gives both the same id.
+    rig.app.text(a, "MAU").await;
+    rig.app.text(b, "MAU").await;
+    assert_eq!(rig.dispatch().await, 2);
+    // C in a later batch: its id is already A's or B's.
+    rig.app.text(c, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+
+    let states = [
+        reply_state(&rig, a).await,
+        reply_state(&rig, b).await,
+        reply_state(&rig, c).await,
+    ];
+    assert!(states.iter().all(|s| s.0 == "sent"), "{states:?}");
+    let holders: Vec<_> = states
+        .iter()
+        .filter(|s| s.1.as_deref() == Some("SMsame"))
+        .collect();
+    assert_eq!(holders.len(), 1, "one reply keeps the id: {states:?}");
+    let holder_id = if states[0].1.is_some() {
+        reply_to(&rig, a).await
+    } else {
+        reply_to(&rig, b).await
+    };
+    for s in states.iter().filter(|s| s.1.is_none()) {
+        let why = s.2.as_deref().unwrap();
+        assert!(why.contains("SMsame") && why.contains(&holder_id), "{why}");
+    }
+
+    // Nothing is left to send again, now or after any lease period.
+    expire_leases(&rig).await;
+    assert_eq!(rig.dispatch().await, 0);
+    let per_reply = twilio_requests_per_reply(&rig).await;
+    assert_eq!(per_reply.len(), 3);
+    assert!(per_reply.values().all(|n| *n == 1), "{per_reply:?}");
+}
+
+/// A database error between the provider's accept and our record, for one
+/// reply of a batch: its batch-mates are recorded as sent, and none of the
+/// three is sent again — the one whose result was lost becomes `unknown`
+/// when its lease expires, since Twilio cannot be asked twice safely. Its
+/// one re-send comes after the delay; the sink then has it twice, never
+/// more.
+#[tokio::test]
+async fn one_reply_that_cannot_be_recorded_sends_no_batch_mate_again() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(|req: &wiremock::Request| {
+            let to = form_urlencoded::parse(&req.body)
+                .find(|(k, _)| k == "To")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ResponseTemplate::new(201).set_body_json(json!({"sid": format!("SM{to}")}))
+        })
+        .mount(&rig.server)
+        .await;
+    let numbers = ["+6281200000011", "+6281200000012", "+6281200000013"];
+    for n in numbers {
+        rig.app.text(n, "MAU").await;
+    }
+    let db = rig.app.db().await;
+    // Recording this one reply as sent fails (a test-only trigger).
+    db.batch_execute(
+        "CREATE FUNCTION test_refuse_recording() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.status = 'sent' AND NEW.msisdn = '+6281200000012' THEN
+                 RAISE EXCEPTION 'injected: this result cannot be recorded';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_refuse_recording BEFORE UPDATE ON outbox
+             FOR EACH ROW EXECUTE FUNCTION test_refuse_recording();",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(rig.dispatch().await, 3, "one batch");
+    let (first, lost, third) = (
+        reply_state(&rig, numbers[0]).await,
+        reply_state(&rig, numbers[1]).await,
+        reply_state(&rig, numbers[2]).await,
+    );
+    assert_eq!(
+        (first.0.as_str(), first.1.as_deref()),
+        ("sent", Some("SM+6281200000011"))
+    );
+    assert_eq!(
+        (third.0.as_str(), third.1.as_deref()),
+        ("sent", Some("SM+6281200000013"))
+    );
+    assert_eq!(lost.0, "sending", "its result was not recorded");
+
+    // Its lease expires: possibly sent, so `unknown`, not sent again.
+    expire_leases(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    let lost = reply_state(&rig, numbers[1]).await;
+    assert_eq!((lost.0.as_str(), lost.3), ("unknown", 1), "{lost:?}");
+    assert!(
+        lost.2.as_deref().unwrap().contains("re-sent once"),
+        "{lost:?}"
+    );
+    let per_reply = twilio_requests_per_reply(&rig).await;
+    assert_eq!(per_reply.len(), 3);
+    assert!(
+        per_reply.values().all(|n| *n == 1),
+        "each reply exactly once: {per_reply:?}"
+    );
+    assert_eq!(rig.dispatch().await, 0, "its re-send is not due yet");
+
+    // The delay passes (and the database accepts the record again): the one
+    // re-send, recorded as sent.
+    db.batch_execute("DROP TRIGGER test_refuse_recording ON outbox")
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE outbox SET next_attempt_at = now() WHERE status = 'unknown'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rig.dispatch().await, 1);
+    let lost = reply_state(&rig, numbers[1]).await;
+    assert_eq!(
+        (lost.0.as_str(), lost.1.as_deref()),
+        ("sent", Some("SM+6281200000012"))
+    );
+    let per_reply = twilio_requests_per_reply(&rig).await;
+    let lost_id = reply_to(&rig, numbers[1]).await;
+    assert_eq!(per_reply[&lost_id], 2, "{per_reply:?}");
+    assert_eq!(per_reply.values().sum::<usize>(), 4, "{per_reply:?}");
+}
+
+/// A dispatcher takes `number`'s reply and dies with the lease; the lease
+/// has expired when this returns.
+async fn crash_while_sending(rig: &Rig) {
+    let client = keyward::db::pool(rig.app.db.clone(), 1)
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let claimed = keyward::db::outbox::claim(&client, "crashed", 10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+/// A non-idempotent sender: a reply left `sending` by a lease that expired
+/// becomes `unknown` without a call; it is re-sent once after the delay,
+/// and if that attempt too ends unknown, never again automatically.
+#[tokio::test]
+async fn a_possibly_sent_reply_through_a_non_idempotent_sender_goes_unknown() {
+    let rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMx"})))
+        .expect(0)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, _, why, uncertain) = reply_state(&rig, NUMBER).await;
+    assert_eq!((status.as_str(), uncertain), ("unknown", 1));
+    assert!(why.unwrap().contains("re-sent once after 15 min"));
+    let wait = rig
+        .app
+        .count("SELECT extract(epoch FROM next_attempt_at - now())::bigint FROM outbox");
+    assert!(
+        (890..=900).contains(&wait.await),
+        "re-sent after 15 minutes"
+    );
+
+    // The re-send is taken and its dispatcher dies too.
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, _, why, uncertain) = reply_state(&rig, NUMBER).await;
+    assert_eq!((status.as_str(), uncertain), ("unknown", 2));
+    assert!(why.unwrap().contains("without an operator"));
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rig.dispatch().await, 0, "never again automatically");
+    assert!(rig.server.received_requests().await.unwrap().is_empty());
+}
+
+/// The generic sender is idempotent (the sink dedups on the key): a reply
+/// left `sending` goes again with the same `Idempotency-Key` — but not past
+/// the retry limit, where it too becomes `unknown`.
+#[tokio::test]
+async fn a_possibly_sent_reply_goes_again_with_the_same_idempotency_key() {
+    let rig = Rig::new("generic").await;
+    Mock::given(path("/sms"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    let id = reply_to(&rig, NUMBER).await;
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    let requests = rig.server.received_requests().await.unwrap();
+    assert_eq!(requests[0].headers["idempotency-key"].to_str().unwrap(), id);
+    assert_eq!(reply_state(&rig, NUMBER).await.0, "sent");
+
+    // One whose leases expired until the retry limit is not sent again.
+    rig.app.text("+6281200000021", "MAU").await;
+    rig.app
+        .db()
+        .await
+        .execute(
+            "UPDATE outbox SET attempts = $1 WHERE status = 'queued'",
+            &[&(rig.settings.dispatch.max_attempts as i32)],
+        )
+        .await
+        .unwrap();
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    assert_eq!(reply_state(&rig, "+6281200000021").await.0, "unknown");
+    assert_eq!(rig.server.received_requests().await.unwrap().len(), 1);
+}
+
+/// Issue #11: a provider answer is read up to 64 KiB, not whole. Twilio's
+/// id sits at the start of a 2 MiB answer; cut at 64 KiB the JSON no longer
+/// parses, so the reply is sent without an id — proof the rest was never
+/// buffered.
+#[tokio::test]
+async fn a_huge_provider_answer_is_read_only_up_to_the_cap() {
+    let rig = Rig::new("twilio").await;
+    let padding = "x".repeat(2 * 1024 * 1024);
+    Mock::given(method("POST"))
+        .and(path(
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+        ))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_string(format!(r#"{{"sid": "SMbig", "pad": "{padding}"}}"#)),
+        )
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+    let reply = &rig.outbox().await[0];
+    assert_eq!((reply.1.as_str(), reply.4.as_deref()), ("sent", None));
+}
+
+/// Kannel's delivery reports name the reply by its outbox id: one that
+/// comes for an `unknown` reply settles it, and its re-send never goes.
+#[tokio::test]
+async fn a_delivery_report_settles_an_unknown_reply_before_its_re_send() {
+    let rig = Rig::new("kannel").await;
+    Mock::given(path("/cgi-bin/sendsms"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .expect(0)
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    let id = reply_to(&rig, NUMBER).await;
+    // The dispatcher that sent it died before recording the answer.
+    crash_while_sending(&rig).await;
+    assert_eq!(rig.dispatch().await, 1);
+    assert_eq!(reply_state(&rig, NUMBER).await.0, "unknown");
+    // Kannel calls the dlr-url the send carried: delivered.
+    let dlr = rig.app.url(&format!(
+        "/webhooks/kannel/status?token=shared-secret-0123456789&id={id}&type=1&time=1795428000"
+    ));
+    assert_eq!(rig.app.http.get(&dlr).send().await.unwrap().status(), 200);
+    assert_eq!(reply_state(&rig, NUMBER).await.0, "delivered");
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rig.dispatch().await, 0, "nothing to re-send");
+}
+
+/// Twilio takes the request but answers after the timeout: possibly sent,
+/// so `unknown` and re-sent once after the delay, not retried at once
+/// (the retry could send it twice). A refused connection is certainly not
+/// a send: retried as before.
+#[tokio::test]
+async fn a_timeout_through_a_non_idempotent_sender_goes_unknown_a_refused_connection_retries() {
+    let mut rig = Rig::new("twilio").await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SMslow"}))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMfine"})))
+        .mount(&rig.server)
+        .await;
+    rig.app.text(NUMBER, "MAU").await;
+    assert_eq!(rig.dispatch().await, 1); // times out after 1 s
+    let (status, _, why, uncertain) = reply_state(&rig, NUMBER).await;
+    assert_eq!((status.as_str(), uncertain), ("unknown", 1), "{why:?}");
+    assert!(why.as_deref().unwrap().contains("timeout"), "{why:?}");
+    assert_eq!(rig.dispatch().await, 0, "not retried at once");
+    rig.app
+        .db()
+        .await
+        .execute("UPDATE outbox SET next_attempt_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, provider_id, _, _) = reply_state(&rig, NUMBER).await;
+    assert_eq!(
+        (status.as_str(), provider_id.as_deref()),
+        ("sent", Some("SMfine"))
+    );
+    assert_eq!(rig.server.received_requests().await.unwrap().len(), 2);
+
+    // Nothing listens on the discard port: the connection is refused.
+    rig.settings.gateways.twilio.as_mut().unwrap().api_base = "http://127.0.0.1:9".into();
+    rig.app.text("+6281200000031", "MAU").await;
+    assert_eq!(rig.dispatch().await, 1);
+    let (status, _, why, uncertain) = reply_state(&rig, "+6281200000031").await;
+    assert_eq!((status.as_str(), uncertain), ("queued", 0), "{why:?}");
 }

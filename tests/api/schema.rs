@@ -132,6 +132,13 @@ async fn wrong_data_is_refused_by_the_database() {
         // a 'sending' outbox row without a lease
         "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, status)
          VALUES ('+6281234567890', '3344', 'hi', 'log', 'help', 'sending')",
+        // an 'unknown' (possibly sent) reply that no attempt left uncertain
+        "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, status)
+         VALUES ('+6281234567890', '3344', 'hi', 'log', 'help', 'unknown')",
+        // an 'unknown' reply still leased
+        "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, status, uncertain_attempts,
+                             lease_owner, lease_expires_at)
+         VALUES ('+6281234567890', '3344', 'hi', 'log', 'help', 'unknown', 1, 'x', now())",
         // a token hash of the wrong length
         "INSERT INTO api_tokens (name, role, token_sha256) VALUES ('x', 'admin', '\\x00')",
     ];

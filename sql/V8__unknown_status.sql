@@ -5,5 +5,5 @@
 --
 -- Alone in its migration: a value added to an enum cannot be used in the
 -- transaction that adds it, and every migration runs in one transaction.
--- V8 uses it.
+-- V9 uses it.
 ALTER TYPE outbox_status ADD VALUE 'unknown' AFTER 'sending';

@@ -1,4 +1,4 @@
--- Replies that were possibly sent (see V7): how often it happened, and the
+-- Replies that were possibly sent (see V8): how often it happened, and the
 -- one automatic re-send of an `unknown` reply.
 --
 -- `uncertain_attempts` counts attempts that ended `unknown`. The first one
@@ -14,6 +14,9 @@ ALTER TABLE outbox
 -- extra branch of the claim costs one probe of an empty index.
 CREATE INDEX outbox_unknown_due_idx ON outbox (next_attempt_at)
     WHERE status = 'unknown' AND uncertain_attempts = 1;
+-- /metrics counts every `unknown` reply (an operator's to look at) from
+-- here, not from a scan of the outbox.
+CREATE INDEX outbox_unknown_idx ON outbox (id) WHERE status = 'unknown';
 
 -- `unknown` ranks with `sending`: any delivery report moves it forward
 -- (Kannel's name the reply by its outbox id, so one can settle an

@@ -111,11 +111,7 @@ impl Dispatcher {
 
     /// Claims one batch and sends it; returns how many replies it handled.
     pub async fn run_once(self: &Arc<Self>) -> Result<usize, DbError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let client = self.pool.get().await.map_err(crate::db::pool_error)?;
         let lease = Duration::from_secs(self.settings.lease_secs);
         let batch = outbox::claim(
             &client,
@@ -147,11 +143,7 @@ impl Dispatcher {
         self.record(&results).await;
         // Receipts that came in before their provider ids were stored —
         // by this batch or, racing with its commit, by an earlier one.
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
+        let client = self.pool.get().await.map_err(crate::db::pool_error)?;
         let settled = outbox::settle_early_receipts(&client).await?;
         if settled > 0 {
             tracing::debug!(settled, "early delivery receipts applied");
@@ -172,7 +164,7 @@ impl Dispatcher {
         let client = match self.pool.get().await {
             Ok(c) => c,
             Err(e) => {
-                let e = DbError::Pool(e.to_string());
+                let e = crate::db::pool_error(e);
                 log_db_error(&e, "cannot record a batch's results");
                 return;
             }
@@ -209,7 +201,7 @@ impl Dispatcher {
         let client = match self.pool.get().await {
             Ok(c) => c,
             Err(e) => {
-                log_db_error(&DbError::Pool(e.to_string()), "cannot record results");
+                log_db_error(&crate::db::pool_error(e), "cannot record results");
                 return total;
             }
         };
@@ -266,11 +258,7 @@ impl Dispatcher {
                     ("unknown", self.unknown(&row, &what))
                 }
                 SendOutcome::OptedOut { reason } => {
-                    let client = self
-                        .pool
-                        .get()
-                        .await
-                        .map_err(|e| DbError::Pool(e.to_string()))?;
+                    let client = self.pool.get().await.map_err(crate::db::pool_error)?;
                     let program = row.program.as_deref();
                     outbox::provider_opt_out(&client, &row.msisdn, program, &row.sender, &reason)
                         .await?;
@@ -443,7 +431,7 @@ fn log_db_error(e: &DbError, what: &str) {
             tracing::warn!(error = %e, "{what}: cannot reach the database");
             return;
         }
-        DbError::Migrate(_) => {
+        DbError::Migrate(_) | DbError::Config(_) => {
             tracing::error!(error = %e, "{what}");
             return;
         }

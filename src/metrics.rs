@@ -92,7 +92,7 @@ impl Metrics {
         let outbox = IntGaugeVec::new(
             Opts::new(
                 "outbox_replies",
-                "Replies waiting (queued) and in flight (sending), read at most every 15 s",
+                "Replies queued, sending and unknown (possibly sent), read at most every 15 s",
             ),
             &["status"],
         )

@@ -307,8 +307,8 @@ pub async fn provider_opt_out(
 /// Counting stops here: past it the gauge says "at least this many".
 pub const DEPTH_CAP: i64 = 1_000_000;
 
-/// Replies waiting to be sent (`queued`) and in flight (`sending`), for
-/// `/metrics`. Each count walks only its own partial index, and stops at
+/// Replies waiting to be sent (`queued`), in flight (`sending`) and
+/// possibly sent (`unknown`, for an operator to look at), for `/metrics`. Each count walks only its own partial index, and stops at
 /// [`DEPTH_CAP`]; finished replies (the outbox's bulk, growing for ever)
 /// are never counted — `replies_total` counts them as they happen.
 pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
@@ -318,7 +318,10 @@ pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, Db
                     (SELECT 1 FROM outbox WHERE status = 'queued' LIMIT $1) q)
              UNION ALL
              SELECT 'sending', (SELECT count(*) FROM
-                    (SELECT 1 FROM outbox WHERE status = 'sending' LIMIT $1) s)",
+                    (SELECT 1 FROM outbox WHERE status = 'sending' LIMIT $1) s)
+             UNION ALL
+             SELECT 'unknown', (SELECT count(*) FROM
+                    (SELECT 1 FROM outbox WHERE status = 'unknown' LIMIT $1) u)",
         )
         .await?;
     Ok(client

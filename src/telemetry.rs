@@ -124,7 +124,11 @@ impl std::io::Write for GuardedTestWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         if looks_like_a_number(&text) {
-            eprintln!(
+            // Straight to the process's stderr: the harness's capture
+            // would be lost with the abort.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "\nA RAW PHONE NUMBER REACHED A LOG LINE (mask it with Msisdn::masked):\n{text}"
             );
             std::process::abort();

@@ -522,7 +522,8 @@ const EXPORT_PAGE: &str = "
 /// would never see the event. So this takes the highest number handed out
 /// so far and then waits until every transaction that could hold a number
 /// up to it has ended (the writers that were running at a snapshot taken
-/// after reading the number — inbound writes take milliseconds). From then
+/// after reading the number — inbound writes take milliseconds; writers
+/// in other databases of the same cluster are not waited for). From then
 /// on the events up to the bound are final: the ledger is append-only.
 /// `None` if those writers are still running after `wait`.
 pub async fn export_bound(
@@ -545,8 +546,15 @@ pub async fn export_bound(
         .get(0);
     let running = client
         .prepare_cached(
+            // Writers known to be in another database of the cluster
+            // cannot hold a number of this ledger: not waited for. (A
+            // transaction whose session cannot be seen is waited for.)
             "SELECT count(*) FROM pg_snapshot_xip($1::text::pg_snapshot) x
-              WHERE pg_xact_status(x) = 'in progress'",
+              WHERE pg_xact_status(x) = 'in progress'
+                AND NOT EXISTS (
+                    SELECT 1 FROM pg_stat_activity a
+                     WHERE a.backend_xid = (x::text::bigint % 4294967296)::text::xid
+                       AND a.datname IS DISTINCT FROM current_database())",
         )
         .await?;
     let deadline = tokio::time::Instant::now() + wait;

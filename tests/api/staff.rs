@@ -816,6 +816,33 @@ async fn the_consent_export_of_100000_rows_streams_in_chunks() {
     assert_eq!(empty.lines().count(), 1, "just the header");
 }
 
+/// A transaction open in another database of the same cluster (another
+/// tenant, or another test) holds no number of this ledger: the export
+/// does not wait for it.
+#[tokio::test]
+async fn the_consent_export_does_not_wait_for_writers_in_other_databases() {
+    let app = spawn_app().await;
+    let support = token(&app, "ana", "support").await;
+    seed_subscribers(&app, 2).await;
+    let other = crate::support::connect(&crate::support::empty_database().await).await;
+    other.batch_execute("BEGIN").await.unwrap();
+    // Taking a transaction id makes it a writer the snapshot lists.
+    other
+        .query_one("SELECT pg_current_xact_id()", &[])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = get_as(&app, &support, "/v1/consent-export").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap().lines().count(), 1 + 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the export waited for another database's writer: {:?}",
+        started.elapsed()
+    );
+    other.batch_execute("ROLLBACK").await.unwrap();
+}
+
 /// An event whose transaction commits after a later-numbered event (a
 /// slow writer) is still in the export: the export waits for writers that
 /// were running when it started instead of paging past their numbers.

@@ -126,7 +126,6 @@ impl std::io::Write for GuardedTestWriter {
         if looks_like_a_number(&text) {
             // Straight to the process's stderr: the harness's capture
             // would be lost with the abort.
-            use std::io::Write as _;
             let _ = writeln!(
                 std::io::stderr(),
                 "\nA RAW PHONE NUMBER REACHED A LOG LINE (mask it with Msisdn::masked):\n{text}"

@@ -57,6 +57,7 @@ pub mod keywords;
 pub mod machine;
 pub mod normalize;
 pub mod reply;
+mod understand;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,

@@ -75,7 +75,7 @@ use regex::{Regex, RegexSet, SetMatches};
 use serde::{Deserialize, Serialize};
 
 use super::keywords::{
-    class, Kind, Language, ALL_WORDS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS, NEGATIONS,
+    class, Kind, Language, ALL_WORDS, DETERMINERS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS, NEGATIONS,
     PARTICLES, PHRASES, REFUSALS,
 };
 use super::normalize::normalize;
@@ -718,11 +718,14 @@ impl Classifier {
                 // plain negation and any receiving need a want or a need.
                 let mut k = i + 1;
                 let mut modal = false;
-                while k < n && at(k).has(MODAL | WANT | FIRST) {
+                while k < n
+                    && (at(k).has(MODAL | WANT | FIRST) || DETERMINERS.contains(&tokens[k]))
+                {
                     modal |= at(k).has(MODAL | WANT);
                     k += 1;
                 }
                 let verb = at(k);
+                // `не нужны ваши сообщения`: a need of the messages.
                 let send = verb.has(SEND) && (modal || c.has(NEG_IMP));
                 if k < n && (send || (verb.has(RECV) && modal)) {
                     return Some(opt_out(c, "negated send"));

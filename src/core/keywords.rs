@@ -376,6 +376,13 @@ pub(crate) mod class {
     pub const FILLER: u16 = 1 << 15;
 }
 
+/// Determiners allowed between a negation and what it negates (`не нужны
+/// ваши сообщения`, `don't want your texts`).
+pub(crate) const DETERMINERS: &[&str] = &[
+    "YOUR", "THESE", "THIS", "THOSE", "ANY", "ВАШИ", "ВАШИХ", "ВАШУ", "ВАШЕЙ", "ВАША", "ЭТИ", "ЭТУ",
+    "ЭТИХ",
+];
+
 use class::*;
 
 /// Normalised words and their grammar classes, with the language they show
@@ -470,6 +477,8 @@ pub(crate) const WORD_CLASSES: &[(&str, u16, Option<Language>)] = &[
     // id (bases: affixed forms are stripped to these)
     ("UNREG", STOP_STRONG, Some(Id)),
     ("BERHENTI", STOP, Some(Id)),
+    // colloquial base, so that affixed forms (`berentiin`) are found
+    ("BERENTI", STOP, Some(Id)),
     ("HENTI", STOP, Some(Id)),
     ("SETOP", STOP, Some(Id)),
     ("HAPUS", STOP, Some(Id)),
@@ -533,6 +542,7 @@ pub(crate) const WORD_CLASSES: &[(&str, u16, Option<Language>)] = &[
     ("НУЖНО", MODAL | NEED, Some(Ru)),
     ("НУЖНА", NEED, Some(Ru)),
     ("НУЖЕН", NEED, Some(Ru)),
+    ("НУЖНЫ", MODAL, Some(Ru)),
     ("БОЛЬШЕ", MODAL, Some(Ru)),
     ("ХОЧУ", WANT, Some(Ru)),
     ("ХОТИМ", WANT, Some(Ru)),

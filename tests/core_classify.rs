@@ -165,13 +165,27 @@ struct Figures {
     traps: usize,
     false_opt_outs: usize,
     false_opt_ins: usize,
+    /// Cases of the right action whose reply language is not the one written.
+    wrong_language: usize,
     misses: Vec<String>,
 }
 
 fn figures(classifier: &Classifier, cases: &[Case]) -> Figures {
     let mut f = Figures::default();
     for case in cases {
-        let got = classifier.classify(&case.text).action;
+        let classified = classifier.classify(&case.text);
+        let got = classified.action;
+        let language = classified.language.map(|l| l.as_str());
+        if got.as_str() == case.action
+            && case.language.is_some()
+            && language != case.language.as_deref()
+        {
+            f.wrong_language += 1;
+            f.misses.push(format!(
+                "{:?} ({}): language {language:?}",
+                case.text, case.note
+            ));
+        }
         let want_opt_out = matches!(case.action.as_str(), "opt_out" | "opt_out_all");
         let consent = matches!(got, Action::OptIn | Action::Confirm);
         if want_opt_out {
@@ -188,7 +202,8 @@ fn figures(classifier: &Classifier, cases: &[Case]) -> Figures {
             f.false_opt_ins += 1;
         }
         if got.as_str() != case.action && !(want_opt_out && got.is_opt_out()) {
-            f.misses.push(format!("{:?} ({}): got {got}", case.text, case.note));
+            f.misses
+                .push(format!("{:?} ({}): got {got}", case.text, case.note));
         }
     }
     f
@@ -206,7 +221,7 @@ fn holdout_figures() {
     let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
     println!(
         "hold-out: {} cases\n  opt-out recall {}/{} ({:.1} %)\n  help recall {}/{} ({:.1} %)\n  \
-         false opt-outs {}/{} traps\n  false opt-ins {}\n  misses:\n    {}",
+         false opt-outs {}/{} traps\n  false opt-ins {}\n  wrong reply language {}\n  misses:\n    {}",
         cases.len(),
         f.opt_outs_found,
         f.opt_outs,
@@ -217,6 +232,7 @@ fn holdout_figures() {
         f.false_opt_outs,
         f.traps,
         f.false_opt_ins,
+        f.wrong_language,
         f.misses.join("\n    ")
     );
     assert!(f.traps >= 20, "only {} traps", f.traps);

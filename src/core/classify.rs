@@ -75,11 +75,11 @@ use regex::{Regex, RegexSet, SetMatches};
 use serde::{Deserialize, Serialize};
 
 use super::keywords::{
-    class, Kind, Language, ALL_WORDS, DETERMINERS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS, NEGATIONS,
-    PARTICLES, PHRASES, REFUSALS,
+    class, Kind, Language, ALL_WORDS, DETERMINERS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS,
+    NEGATIONS, PARTICLES, PHRASES, REFUSALS,
 };
 use super::normalize::normalize;
-use super::understand::{Respeller, WordClass, WordClasses};
+use super::understand::{id_base, Respeller, WordClass, WordClasses};
 
 /// What the text asks for, independent of the subscriber's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -449,7 +449,10 @@ impl Classifier {
         let respeller = Respeller::new(lead.values().flat_map(|l| {
             l.entries
                 .iter()
-                .filter(|e| e.tokens.len() == 1 && matches!(e.kind, Kind::OptOut | Kind::OptOutAll | Kind::Help))
+                .filter(|e| {
+                    e.tokens.len() == 1
+                        && matches!(e.kind, Kind::OptOut | Kind::OptOutAll | Kind::Help)
+                })
                 .map(|e| e.canonical.as_str())
         }));
 
@@ -521,12 +524,13 @@ impl Classifier {
 
         // 8. the respelled form: letter games and colloquial Indonesian.
         // It may find an opt-out or help, never consent.
+        let keep = |t: &str| self.lead.contains_key(t);
         let mut respelled = String::new();
-        let done = self.respeller.respell(
-            &tokens,
-            |t| self.lead.contains_key(t),
-            &mut respelled,
-        );
+        let done = if self.respeller.may_respell(&tokens, keep) {
+            self.respeller.respell(&tokens, keep, &mut respelled)
+        } else {
+            Default::default()
+        };
         let respelled_tokens;
         let tokens = if done.any() {
             respelled_tokens = words(&respelled);
@@ -558,13 +562,13 @@ impl Classifier {
             .map(|l| l.entries.as_slice());
 
         // 2. leading opt-out keyword
-        if let Some(entry) = led_entry(led, &tokens, |k| k.is_opt_out()) {
-            return self.opt_out(entry, &tokens, None);
+        if let Some(entry) = led_entry(led, tokens, |k| k.is_opt_out()) {
+            return self.opt_out(entry, tokens, None);
         }
         // 3. typo of a long opt-out keyword
         if led.is_none() {
             if let Some(entry) = self.typo(tokens[0]) {
-                return self.opt_out(entry, &tokens, Some(Reason::Typo));
+                return self.opt_out(entry, tokens, Some(Reason::Typo));
             }
         }
 
@@ -637,7 +641,7 @@ impl Classifier {
                         Kind::OptOut | Kind::OptOutAll => Action::OptOut,
                     },
                     program,
-                    language: resolve_language(&entry.langs, &tokens),
+                    language: resolve_language(&entry.langs, tokens),
                     keyword: Some(entry.canonical.clone()),
                     reason,
                 },
@@ -668,7 +672,17 @@ impl Classifier {
     fn grammar(&self, tokens: &[&str]) -> Option<Classification> {
         use class::*;
         let mut lower = String::new();
-        let classes = self.classes.classify(tokens, &mut lower);
+        // On the stack for any SMS-sized text.
+        let mut stack = [WordClass::default(); 32];
+        let mut heap = Vec::new();
+        let classes: &mut [WordClass] = if tokens.len() <= stack.len() {
+            &mut stack[..tokens.len()]
+        } else {
+            heap.resize(tokens.len(), WordClass::default());
+            &mut heap
+        };
+        self.classes.classify(tokens, &mut lower, classes);
+        let classes: &[WordClass] = classes;
         let n = classes.len();
         let at = |i: usize| classes.get(i).copied().unwrap_or_default();
         let any = |bits: u16| classes.iter().any(|c| c.has(bits));
@@ -718,8 +732,7 @@ impl Classifier {
                 // plain negation and any receiving need a want or a need.
                 let mut k = i + 1;
                 let mut modal = false;
-                while k < n
-                    && (at(k).has(MODAL | WANT | FIRST) || DETERMINERS.contains(&tokens[k]))
+                while k < n && (at(k).has(MODAL | WANT | FIRST) || DETERMINERS.contains(&tokens[k]))
                 {
                     modal |= at(k).has(MODAL | WANT);
                     k += 1;
@@ -1010,7 +1023,12 @@ fn resolve_language(langs: &[Language], tokens: &[&str]) -> Option<Language> {
         [] => None,
         [one] => Some(*one),
         _ if langs.contains(&Language::Id) && langs.contains(&Language::En) => {
-            if tokens.iter().any(|t| INDONESIAN_MARKERS.contains(t)) {
+            // An affixed marker counts too (`stop kirimin`: `kirim`).
+            let marker = |t: &str| INDONESIAN_MARKERS.contains(&t);
+            if tokens
+                .iter()
+                .any(|t| marker(t) || id_base(t, marker).is_some())
+            {
                 Some(Language::Id)
             } else {
                 Some(Language::En)

@@ -379,7 +379,18 @@ pub(crate) mod class {
 /// Determiners allowed between a negation and what it negates (`не нужны
 /// ваши сообщения`, `don't want your texts`).
 pub(crate) const DETERMINERS: &[&str] = &[
-    "YOUR", "THESE", "THIS", "THOSE", "ANY", "ВАШИ", "ВАШИХ", "ВАШУ", "ВАШЕЙ", "ВАША", "ЭТИ", "ЭТУ",
+    "YOUR",
+    "THESE",
+    "THIS",
+    "THOSE",
+    "ANY",
+    "ВАШИ",
+    "ВАШИХ",
+    "ВАШУ",
+    "ВАШЕЙ",
+    "ВАША",
+    "ЭТИ",
+    "ЭТУ",
     "ЭТИХ",
 ];
 

@@ -113,7 +113,9 @@ impl Respeller {
         let mut key = String::new();
         for k in keywords {
             if spelling_key(k, 'I', &mut key) {
-                spellings.entry(key.clone()).or_insert_with(|| k.to_string());
+                spellings
+                    .entry(key.clone())
+                    .or_insert_with(|| k.to_string());
             }
         }
         let mut raw: HashMap<String, String> = HashMap::new();
@@ -152,6 +154,16 @@ impl Respeller {
             .filter(|(k, v)| k != v)
             .collect();
         Respeller { spellings, lexicon }
+    }
+
+    /// Whether [`Respeller::respell`] may change `tokens`: a cheap test
+    /// without allocating, so that most texts skip respelling.
+    pub fn may_respell(&self, tokens: &[&str], keep: impl Fn(&str) -> bool) -> bool {
+        let single = |t: &&str| t.chars().nth(1).is_none();
+        tokens.windows(2).any(|w| single(&w[0]) && single(&w[1]))
+            || tokens
+                .iter()
+                .any(|t| !keep(t) && (self.lexicon.contains_key(*t) || plays_letters(t)))
     }
 
     /// The keyword `word` spells by a letter game, if any.
@@ -308,54 +320,55 @@ impl WordClasses {
         self.exact.get(word).copied().unwrap_or_default()
     }
 
-    /// The class of every word of `tokens`; `lower` is a reused buffer.
-    pub fn classify(&self, tokens: &[&str], lower: &mut String) -> Vec<WordClass> {
+    /// The class of every word of `tokens`, into `out` (as long as
+    /// `tokens`); `lower` is a reused buffer.
+    pub fn classify(&self, tokens: &[&str], lower: &mut String, out: &mut [WordClass]) {
         let mut stemmer: Option<Stemmer> = None;
-        tokens
-            .iter()
-            .map(|t| {
-                let found = self.exact(t);
-                if found.bits != 0 {
-                    return found;
-                }
-                if is_cyrillic_word(t) {
-                    // The Snowball algorithm works on lower case, with ё as е.
-                    lower.clear();
-                    lower.extend(t.chars().flat_map(char::to_lowercase).map(|c| {
-                        if c == 'ё' {
-                            'е'
-                        } else {
-                            c
-                        }
-                    }));
-                    let stemmer = stemmer.get_or_insert_with(|| Stemmer::create(Algorithm::Russian));
-                    let stem = stemmer.stem(lower);
-                    // Snowball sometimes cuts into the root (`отмена` →
-                    // `отм`): a stem that is a prefix of a root the word
-                    // starts with matches too.
-                    let bits = RU_STEMS
-                        .iter()
-                        .filter(|(root, _)| {
-                            stem.starts_with(root)
-                                || (root.starts_with(&*stem) && lower.starts_with(root))
-                        })
-                        .fold(0, |acc, (_, bits)| acc | bits);
-                    return WordClass {
-                        bits,
-                        lang: Some(Language::Ru),
-                    };
-                }
-                let mut c = id_base(t, |b| self.exact.contains_key(b))
-                    .map(|b| self.exact(&b))
-                    .unwrap_or_default();
-                if t.len() > 5 && t.ends_with("NYA") {
-                    // `PROMONYA`, `DISKONNYA`: "the promo", a third person.
-                    c.bits |= class::THIRD;
-                    c.lang = Some(Language::Id);
-                }
-                c
-            })
-            .collect()
+        let classes = tokens.iter().map(|t| {
+            let found = self.exact(t);
+            if found.bits != 0 {
+                return found;
+            }
+            if is_cyrillic_word(t) {
+                // The Snowball algorithm works on lower case, with ё as е.
+                lower.clear();
+                lower.extend(t.chars().flat_map(char::to_lowercase).map(|c| {
+                    if c == 'ё' {
+                        'е'
+                    } else {
+                        c
+                    }
+                }));
+                let stemmer = stemmer.get_or_insert_with(|| Stemmer::create(Algorithm::Russian));
+                let stem = stemmer.stem(lower);
+                // Snowball sometimes cuts into the root (`отмена` →
+                // `отм`): a stem that is a prefix of a root the word
+                // starts with matches too.
+                let bits = RU_STEMS
+                    .iter()
+                    .filter(|(root, _)| {
+                        stem.starts_with(root)
+                            || (root.starts_with(&*stem) && lower.starts_with(root))
+                    })
+                    .fold(0, |acc, (_, bits)| acc | bits);
+                return WordClass {
+                    bits,
+                    lang: Some(Language::Ru),
+                };
+            }
+            let mut c = id_base(t, |b| self.exact.contains_key(b))
+                .map(|b| self.exact(&b))
+                .unwrap_or_default();
+            if t.len() > 5 && t.ends_with("NYA") {
+                // `PROMONYA`, `DISKONNYA`: "the promo", a third person.
+                c.bits |= class::THIRD;
+                c.lang = Some(Language::Id);
+            }
+            c
+        });
+        for (slot, c) in out.iter_mut().zip(classes) {
+            *slot = c;
+        }
     }
 }
 
@@ -387,6 +400,33 @@ mod tests {
         // Not keywords: left alone.
         assert_eq!(respell("GOOD B2B A B C").0, "GOOD B2B A B C");
         assert_eq!(respell("STAAART").0, "STAAART");
+    }
+
+    #[test]
+    fn the_lexicon_is_curated_and_resolved_to_standard_words() {
+        let r = respeller();
+        assert!(r.lexicon.len() > 100);
+        for (informal, standard) in &r.lexicon {
+            for word in standard.split(' ') {
+                assert!(!r.lexicon.contains_key(word), "{informal} -> {standard}");
+            }
+        }
+        // Dropped: English words the source translates, ambiguous short forms.
+        for dropped in ["ME", "PLS", "WANTS", "KM", "OK"] {
+            assert!(!r.lexicon.contains_key(dropped), "{dropped}");
+        }
+    }
+
+    #[test]
+    fn only_texts_that_may_change_are_respelled() {
+        let r = respeller();
+        let keep = |t: &str| t == "STOP";
+        assert!(!r.may_respell(&["HALO", "INI", "SIAPA"], keep));
+        assert!(!r.may_respell(&["STOP", "I"], keep));
+        for text in ["GAK MAU", "STOOOP", "5TOP", "S T O P"] {
+            let tokens: Vec<&str> = text.split(' ').collect();
+            assert!(r.may_respell(&tokens, keep), "{text}");
+        }
     }
 
     #[test]
@@ -427,9 +467,11 @@ mod tests {
     fn russian_words_are_classed_by_their_stem() {
         let wc = WordClasses::new();
         let mut buf = String::new();
-        let got = wc.classify(
+        let mut got = [WordClass::default(); 5];
+        wc.classify(
             &["ОТКАЗЫВАЮСЬ", "ОТМЕНИТЕ", "ПОДПИСКУ", "ПОМОГИТЕ", "ОТМЕНА"],
             &mut buf,
+            &mut got,
         );
         assert!(got[0].has(class::STOP_STRONG));
         assert!(got[1].has(class::STOP));

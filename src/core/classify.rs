@@ -31,7 +31,7 @@
 //!    confirmation keyword followed by anything else is a sentence, not
 //!    consent (`Mau tanya harga`) → `Unknown` / `NotConsent`;
 //! 8. nothing yet: rules 2–7 again on the respelled text (see
-//!    [`super::understand`]: letter games `STOOOP`, `S-T-O-P`, `5T0P` become
+//!    `understand.rs`: letter games `STOOOP`, `S-T-O-P`, `5T0P` become
 //!    opt-out or help keywords, colloquial Indonesian `gak usah`, `jgn`,
 //!    `udh` becomes standard), for opt-out and help only — never consent
 //!    (`Respelled` when a letter game made the keyword);

@@ -697,7 +697,9 @@ impl Classifier {
             keyword: Some(rule.to_string()),
             reason: Reason::Phrase,
         };
-        if any(STOP_STRONG | STOP | SEND | RECV) && self.is_question(tokens) {
+        // As `is_question`, from the classes at hand.
+        let question = any(QUESTION) && !any(FIRST | REQUEST);
+        if question && any(STOP_STRONG | STOP | SEND | RECV) {
             return Some(Classification::unknown(Reason::Question));
         }
         // A negation up to four words before `i`, with only wants, needs and

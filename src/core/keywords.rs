@@ -575,6 +575,11 @@ pub(crate) const WORD_CLASSES: &[(&str, u16, Option<Language>)] = &[
     ("АКЦИЯ", THIRD, Some(Ru)),
 ];
 
+/// Whole Russian stems for words whose stem the algorithm cuts shorter than
+/// the root (`отмена` → `отм`), matched whole (`отметьте`, "mark", has
+/// the stem `отмет`).
+pub(crate) const RU_EXACT_STEMS: &[(&str, u16)] = &[("отм", STOP)];
+
 /// Roots of Russian Snowball stems (lower case) and their grammar classes:
 /// a word whose stem starts with the root has the class, so one root covers
 /// every form (`отказ`: отказ, отказываюсь, отказываемся, отказа…).

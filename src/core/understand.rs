@@ -22,10 +22,37 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rust_stemmers::{Algorithm, Stemmer};
 
-use super::keywords::{class, Language, RU_STEMS, WORD_CLASSES};
+use super::keywords::{class, Language, RU_EXACT_STEMS, RU_STEMS, WORD_CLASSES};
+
+/// FNV-1a: the tables here are keyed by short words and looked up several
+/// times per unrecognised message, where SipHash's setup dominates. They are
+/// built from constants, not from input, so flooding is no concern.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// The curated colloquial → standard Indonesian lexicon.
 const INDO_LEXICON: &str = include_str!("data/indo_lexicon.tsv");
@@ -70,6 +97,16 @@ fn spelling_key(word: &str, one: char, out: &mut String) -> bool {
 /// Whether `word` plays a letter game: a repeated letter, or digits among
 /// letters.
 fn plays_letters(word: &str) -> bool {
+    if word.is_ascii() {
+        // Nearly every word: the same test over bytes.
+        let b = word.as_bytes();
+        let letter = b.iter().any(u8::is_ascii_alphabetic);
+        let digit = b.iter().any(u8::is_ascii_digit);
+        let repeat = b
+            .windows(2)
+            .any(|w| w[0] == w[1] && w[0].is_ascii_alphabetic());
+        return letter && (digit || repeat);
+    }
     let (mut digit, mut letter, mut repeat) = (false, false, false);
     let mut last = None;
     for c in word.chars() {
@@ -86,9 +123,9 @@ fn plays_letters(word: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Respeller {
     /// Look-up key (see [`spelling_key`]) → opt-out or help keyword.
-    spellings: HashMap<String, String>,
+    spellings: Map<String, String>,
     /// Upper-case colloquial word → standard word(s), chains resolved.
-    lexicon: HashMap<String, String>,
+    lexicon: Map<String, String>,
 }
 
 /// What [`Respeller::respell`] changed.
@@ -109,7 +146,7 @@ impl Respelled {
 impl Respeller {
     /// `keywords`: the single-word opt-out and help keywords (normalised).
     pub fn new<'a>(keywords: impl IntoIterator<Item = &'a str>) -> Respeller {
-        let mut spellings = HashMap::new();
+        let mut spellings = Map::default();
         let mut key = String::new();
         for k in keywords {
             if spelling_key(k, 'I', &mut key) {
@@ -163,7 +200,7 @@ impl Respeller {
         tokens.windows(2).any(|w| single(&w[0]) && single(&w[1]))
             || tokens
                 .iter()
-                .any(|t| !keep(t) && (self.lexicon.contains_key(*t) || plays_letters(t)))
+                .any(|t| (self.lexicon.contains_key(*t) || plays_letters(t)) && !keep(t))
     }
 
     /// The keyword `word` spells by a letter game, if any.
@@ -236,7 +273,8 @@ impl Respeller {
 /// `-MU`, a trailing `2` (reduplication, `KIRIM2`), prefixes `DI-`, `ME-`,
 /// `MEM-`, `MEN-`, `MENG-`, `MENY-` and colloquial `NG-`, with the initial
 /// letter that the nasal prefix swallowed restored (`MENGIRIM` → `KIRIM`,
-/// `MENERIMA` → `TERIMA`).
+/// `MENERIMA` → `TERIMA`). `None` for a word without an affix: callers
+/// look the word itself up first.
 pub(crate) fn id_base<'a>(word: &'a str, known: impl Fn(&str) -> bool) -> Option<Cow<'a, str>> {
     const SUFFIXES: [&str; 7] = ["", "NYA", "KAN", "IN", "I", "KU", "MU"];
     // (prefix, letter the prefix replaced before a vowel)
@@ -250,7 +288,17 @@ pub(crate) fn id_base<'a>(word: &'a str, known: impl Fn(&str) -> bool) -> Option
         ("ME", None),
         ("NG", Some('K')),
     ];
-    let word = word.strip_suffix('2').unwrap_or(word);
+    let word = match word.strip_suffix('2') {
+        Some(single) if single.len() >= 3 && known(single) => return Some(Cow::Borrowed(single)),
+        Some(single) => single,
+        None => word,
+    };
+    // Most words have no affix at all: no look-up for them.
+    let affixed = SUFFIXES[1..].iter().any(|s| word.ends_with(s))
+        || PREFIXES[1..].iter().any(|(p, _)| word.starts_with(p));
+    if !affixed {
+        return None;
+    }
     for suffix in SUFFIXES {
         let Some(stem) = word.strip_suffix(suffix) else {
             continue;
@@ -259,7 +307,8 @@ pub(crate) fn id_base<'a>(word: &'a str, known: impl Fn(&str) -> bool) -> Option
             let Some(base) = stem.strip_prefix(prefix) else {
                 continue;
             };
-            if base.len() < 3 {
+            // The word as it is (after a `2`) is the caller's own look-up.
+            if base.len() < 3 || (suffix.is_empty() && prefix.is_empty()) {
                 continue;
             }
             if known(base) {
@@ -294,7 +343,7 @@ impl WordClass {
 /// Word classes of normalised words (see the module doc).
 #[derive(Debug, Clone)]
 pub(crate) struct WordClasses {
-    exact: HashMap<&'static str, WordClass>,
+    exact: Map<&'static str, WordClass>,
 }
 
 fn is_cyrillic_word(word: &str) -> bool {
@@ -305,7 +354,7 @@ fn is_cyrillic_word(word: &str) -> bool {
 
 impl WordClasses {
     pub fn new() -> WordClasses {
-        let mut exact: HashMap<&'static str, WordClass> = HashMap::new();
+        let mut exact: Map<&'static str, WordClass> = Map::default();
         for (word, bits, lang) in WORD_CLASSES {
             let e = exact.entry(word).or_default();
             e.bits |= bits;
@@ -330,31 +379,7 @@ impl WordClasses {
                 return found;
             }
             if is_cyrillic_word(t) {
-                // The Snowball algorithm works on lower case, with ё as е.
-                lower.clear();
-                lower.extend(t.chars().flat_map(char::to_lowercase).map(|c| {
-                    if c == 'ё' {
-                        'е'
-                    } else {
-                        c
-                    }
-                }));
-                let stemmer = stemmer.get_or_insert_with(|| Stemmer::create(Algorithm::Russian));
-                let stem = stemmer.stem(lower);
-                // Snowball sometimes cuts into the root (`отмена` →
-                // `отм`): a stem that is a prefix of a root the word
-                // starts with matches too.
-                let bits = RU_STEMS
-                    .iter()
-                    .filter(|(root, _)| {
-                        stem.starts_with(root)
-                            || (root.starts_with(&*stem) && lower.starts_with(root))
-                    })
-                    .fold(0, |acc, (_, bits)| acc | bits);
-                return WordClass {
-                    bits,
-                    lang: Some(Language::Ru),
-                };
+                return self.russian(t, lower, &mut stemmer);
             }
             let mut c = id_base(t, |b| self.exact.contains_key(b))
                 .map(|b| self.exact(&b))
@@ -369,6 +394,38 @@ impl WordClasses {
         for (slot, c) in out.iter_mut().zip(classes) {
             *slot = c;
         }
+    }
+
+    /// The class of a Cyrillic word by its Snowball stem: a root of
+    /// [`RU_STEMS`] the stem starts with, or a stem of [`RU_EXACT_STEMS`].
+    fn russian(&self, word: &str, lower: &mut String, stemmer: &mut Option<Stemmer>) -> WordClass {
+        // The algorithm works on lower case, with ё as е.
+        lower.clear();
+        lower.extend(word.chars().flat_map(char::to_lowercase).map(|c| {
+            if c == 'ё' {
+                'е'
+            } else {
+                c
+            }
+        }));
+        let ru = |bits| WordClass {
+            bits,
+            lang: Some(Language::Ru),
+        };
+        // A stem is a prefix of its word: a word that starts with no root
+        // needs no stemming (most words of most texts).
+        let candidate = RU_STEMS
+            .iter()
+            .chain(RU_EXACT_STEMS)
+            .any(|(root, _)| lower.starts_with(root));
+        if !candidate {
+            return ru(0);
+        }
+        let stemmer = stemmer.get_or_insert_with(|| Stemmer::create(Algorithm::Russian));
+        let stem = stemmer.stem(lower);
+        let prefix = RU_STEMS.iter().filter(|(root, _)| stem.starts_with(root));
+        let exact = RU_EXACT_STEMS.iter().filter(|(s, _)| *s == &*stem);
+        ru(prefix.chain(exact).fold(0, |acc, (_, bits)| acc | bits))
     }
 }
 
@@ -458,7 +515,8 @@ mod tests {
         ] {
             assert_eq!(id_base(word, known).as_deref(), Some(base), "{word}");
         }
-        assert_eq!(id_base("KIRIM", known).as_deref(), Some("KIRIM"));
+        // The word as it is: the caller's own look-up, not an affix.
+        assert_eq!(id_base("KIRIM", known), None);
         assert_eq!(id_base("MAKAN", known), None);
         assert_eq!(id_base("DI", known), None);
     }
@@ -479,6 +537,9 @@ mod tests {
         assert!(got[3].has(class::HELP));
         // The stemmer cuts `отмена` to `отм`, inside the root `отмен`.
         assert!(got[4].has(class::STOP));
+        // ... but `отм` is matched whole: `отметьте` ("mark") is no stop.
+        wc.classify(&["ОТМЕТЬТЕ"], &mut buf, &mut got[..1]);
+        assert!(!got[0].has(class::STOP));
         assert!(got.iter().all(|c| c.lang == Some(Language::Ru)));
     }
 }

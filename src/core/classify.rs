@@ -509,13 +509,15 @@ impl Classifier {
             return Classification::unknown(Reason::Empty);
         }
 
+        // Keywords led by the first word, looked up once.
+        let first = self.lead.get(tokens[0]);
         if tokens.len() == 1 {
             // A bare keyword: the answer was computed in `new`.
-            if let Some(alone) = self.lead.get(tokens[0]).and_then(|l| l.alone.as_ref()) {
+            if let Some(alone) = first.and_then(|l| l.alone.as_ref()) {
                 return alone.clone();
             }
         }
-        let found = self.rules(&tokens, true);
+        let found = self.rules(&tokens, first, true);
         if found.action != Action::Unknown
             || matches!(found.reason, Reason::Question | Reason::Empty)
         {
@@ -534,7 +536,8 @@ impl Classifier {
         let respelled_tokens;
         let tokens = if done.any() {
             respelled_tokens = words(&respelled);
-            let mut c = self.rules(&respelled_tokens, false);
+            let first = (respelled_tokens.first()).and_then(|t| self.lead.get(*t));
+            let mut c = self.rules(&respelled_tokens, first, false);
             if c.action != Action::Unknown {
                 if done.letters {
                     c.reason = Reason::Respelled;
@@ -553,13 +556,11 @@ impl Classifier {
         self.grammar(tokens).unwrap_or(found)
     }
 
-    /// Rules 2–7 over `tokens`; `consent` false skips opt-in and
-    /// confirmation (for respelled text).
-    fn rules(&self, tokens: &[&str], consent: bool) -> Classification {
-        // Keywords led by the first word, looked up once for steps 2, 3, 7.
-        let led = (tokens.first())
-            .and_then(|t| self.lead.get(*t))
-            .map(|l| l.entries.as_slice());
+    /// Rules 2–7 over `tokens` (not empty), whose first word leads `first`;
+    /// `consent` false skips opt-in and confirmation (for respelled text).
+    fn rules(&self, tokens: &[&str], first: Option<&Led>, consent: bool) -> Classification {
+        // Keywords led by the first word, for steps 2, 3, 7.
+        let led = first.map(|l| l.entries.as_slice());
 
         // 2. leading opt-out keyword
         if let Some(entry) = led_entry(led, tokens, |k| k.is_opt_out()) {

@@ -98,13 +98,17 @@ fn spelling_key(word: &str, one: char, out: &mut String) -> bool {
 /// letters.
 fn plays_letters(word: &str) -> bool {
     if word.is_ascii() {
-        // Nearly every word: the same test over bytes.
-        let b = word.as_bytes();
-        let letter = b.iter().any(u8::is_ascii_alphabetic);
-        let digit = b.iter().any(u8::is_ascii_digit);
-        let repeat = b
-            .windows(2)
-            .any(|w| w[0] == w[1] && w[0].is_ascii_alphabetic());
+        // Nearly every word: the same test in one pass over bytes.
+        let (mut digit, mut letter, mut repeat, mut last) = (false, false, false, 0u8);
+        for &b in word.as_bytes() {
+            if b.is_ascii_digit() {
+                digit = true;
+            } else if b.is_ascii_alphabetic() {
+                letter = true;
+                repeat |= b == last;
+            }
+            last = b;
+        }
         return letter && (digit || repeat);
     }
     let (mut digit, mut letter, mut repeat) = (false, false, false);

@@ -1,7 +1,8 @@
 //! Properties of the core over generated inputs: classification never
-//! panics, normalisation is idempotent, a leading opt-out keyword is never
-//! read as consent, and the state machine keeps its invariants over random
-//! message sequences.
+//! panics, normalisation and respelling are idempotent, a leading opt-out
+//! keyword is never read as consent, letter games keep an opt-out an opt-out
+//! and never make consent, and the state machine keeps its invariants over
+//! random message sequences.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use keyward::core::{
@@ -76,6 +77,18 @@ const PIECES: &[&str] = &[
     "jangan",
     "не",
     "tidak mau lagi",
+    "gak",
+    "gausah",
+    "jgn",
+    "lg",
+    "udh",
+    "ngak",
+    "STOOOP",
+    "s t o p",
+    "5T0P",
+    "mauuu",
+    "M A U",
+    "кирим",
     " ",
     "  ",
     "\n",
@@ -216,6 +229,125 @@ proptest! {
         prop_assert!(Action::ALL.contains(&c.action));
         let once = normalize(&text);
         prop_assert_eq!(normalize(&once), once);
+    }
+}
+
+/// Opt-in and confirmation keywords: no letter game may reach them.
+const CONSENT_WORDS: &[&str] = &[
+    "MAU",
+    "DAFTAR",
+    "REG",
+    "START",
+    "YES",
+    "SUBSCRIBE",
+    "JOIN",
+    "UNSTOP",
+    "ДА",
+    "СТАРТ",
+    "ПОДПИСКА",
+    "ПОДПИСАТЬСЯ",
+    "YA",
+];
+
+/// Digits people type for letters.
+fn as_digit(c: char) -> Option<char> {
+    match c {
+        'O' => Some('0'),
+        'I' | 'L' => Some('1'),
+        'E' => Some('3'),
+        'A' => Some('4'),
+        'S' => Some('5'),
+        'T' => Some('7'),
+        _ => None,
+    }
+}
+
+/// `word` with a letter game: `game` 0 repeats letter `at` `times` times,
+/// 1 separates the letters by `sep`, 2 types digits for the letters `mask`
+/// selects (at least one letter stays).
+fn letter_game(word: &str, game: u8, at: usize, times: usize, sep: &str, mask: u32) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    match game {
+        0 => {
+            let i = at % chars.len();
+            let mut out: String = chars[..=i].iter().collect();
+            out.extend(std::iter::repeat_n(chars[i], times));
+            out.extend(&chars[i + 1..]);
+            out
+        }
+        1 => chars
+            .iter()
+            .map(char::to_string)
+            .collect::<Vec<_>>()
+            .join(sep),
+        _ => {
+            let mut out: Vec<char> = chars
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| match as_digit(c) {
+                    Some(d) if mask & (1 << (i % 32)) != 0 => d,
+                    _ => c,
+                })
+                .collect();
+            if out.iter().all(|c| c.is_ascii_digit()) {
+                out[0] = chars[0];
+            }
+            out.into_iter().collect()
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn respelling_is_idempotent(text in any_text()) {
+        let c = classifier();
+        let once = c.respelled(&text);
+        prop_assert_eq!(c.respelled(&once), once.clone());
+        prop_assert_eq!(normalize(&once), once);
+    }
+
+    #[test]
+    fn a_letter_game_on_an_opt_out_keyword_is_an_opt_out(
+        keyword in select(OPT_OUT_WORDS),
+        game in 0u8..3,
+        at in 0usize..12,
+        times in 1usize..5,
+        sep in select(&[" ", "-", ".", ". ", "_"][..]),
+        mask in any::<u32>(),
+        lower in any::<bool>(),
+    ) {
+        let text = letter_game(keyword, game, at, times, sep, mask);
+        let text = if lower { text.to_lowercase() } else { text };
+        let c = classifier().classify(&text);
+        prop_assert!(c.action.is_opt_out(), "{:?} -> {:?}", text, c);
+    }
+
+    #[test]
+    fn a_letter_game_never_makes_consent(
+        keyword in select(CONSENT_WORDS),
+        game in 0u8..3,
+        at in 0usize..12,
+        times in 1usize..5,
+        sep in select(&[" ", "-", ".", ". ", "_"][..]),
+        mask in any::<u32>(),
+        rest in prop_oneof![Just(String::new()), Just(" promo".to_string()), Just(" dong".to_string())],
+    ) {
+        let played = letter_game(keyword, game, at, times, sep, mask);
+        // A digit mask that hits no letter leaves the keyword as it was.
+        prop_assume!(played != keyword);
+        let text = format!("{played}{rest}");
+        let c = classifier().classify(&text);
+        prop_assert!(!matches!(c.action, Action::OptIn | Action::Confirm), "{:?} -> {:?}", text, c);
+    }
+
+    #[test]
+    fn consent_is_only_ever_led_by_a_consent_keyword_as_typed(text in any_text()) {
+        let c = classifier().classify(&text);
+        if matches!(c.action, Action::OptIn | Action::Confirm) {
+            let normalised = normalize(&text);
+            let first = normalised.split(' ').next().unwrap_or("");
+            prop_assert!(CONSENT_WORDS.contains(&first), "{:?} -> {:?}", text, c);
+        }
     }
 }
 

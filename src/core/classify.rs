@@ -20,18 +20,50 @@
 //!    `OptOut` / `Phrase`;
 //! 5. a message of at most three words that contains an opt-out keyword not
 //!    covered by a negation (`ok stop`, `mau stop`) → `OptOut`;
+//!    in rules 4 and 5 a question about the programme — an interrogative
+//!    (`kapan`, `kenapa`, `kok`, `when`, `why`, `когда`, `почему`) without
+//!    the sender (`me`, `saya`, `мне`) or a request frame (`can`, `bisa`,
+//!    `можете`) — is not a request → `Unknown` / `Question`;
 //! 6. a negated opt-out (`don't stop sending me deals`) → `Unknown` / `Negated`;
 //! 7. the message is exactly an opt-in, confirmation or help keyword,
 //!    optionally followed by one program name and polite particles (`MAU
 //!    PROMO`, `mau dong`, `Start please`, `help?`) → that action; an opt-in or
 //!    confirmation keyword followed by anything else is a sentence, not
 //!    consent (`Mau tanya harga`) → `Unknown` / `NotConsent`;
-//! 8. anything else → `Unknown` / `NoMatch`.
+//! 8. nothing yet: rules 2–7 again on the respelled text (see
+//!    `understand.rs`: letter games `STOOOP`, `S-T-O-P`, `5T0P` become
+//!    opt-out or help keywords, colloquial Indonesian `gak usah`, `jgn`,
+//!    `udh` becomes standard), for opt-out and help only — never consent
+//!    (`Respelled` when a letter game made the keyword);
+//! 9. the intent grammar over word classes (Russian words by Snowball stem,
+//!    Indonesian ones with affixes stripped), `OptOut` / `Phrase`:
+//!    - a strong stop word not negated (`unsubscribe`, `отказываюсь`,
+//!      `отписываюсь`);
+//!    - a stop, remove or refuse verb not negated and not after a third
+//!      person (`promonya berhenti`, `the bus stop`), with an object within
+//!      two words (me, my number, the messages, the subscription, the list:
+//!      `отмените подписку`, `hapus nomorku`, `end my subscription`), or
+//!      alone in a message of two words, or last after a reason (`sudah
+//!      pindah, stop`);
+//!    - a negated send (`jangan kirimi`, `больше не присылайте`); a plain
+//!      negation, and any negated receive, needs a want or a need between
+//!      (`gak usah kirim`, `не хочу получать`; `didn't get my order` is no
+//!      request);
+//!    - a whole-message refusal (`sudah tidak mau lagi`), a trailing `no
+//!      thanks`;
+//!    - a question about the programme stops all of these (as in 4–5);
+//!    - a help word among needs, pronouns and particles only (`tolong bantu
+//!      saya`, `помогите мне`, `I need help`) → `Help` / `Phrase`;
+//! 10. anything else → `Unknown` / `NoMatch`.
+//!
+//! Opt-out stays lenient (a leading opt-out keyword wins whatever follows)
+//! and opt-in strict (only rule 7, on the words as typed).
 //!
 //! Language: the language of the matched keyword or phrase. STOP,
 //! UNSUBSCRIBE and INFO are both Indonesian and English: they are English
 //! unless another word of the message is an Indonesian marker (`dong`, `ya`,
-//! `aja`, `tolong`, `lagi`…). Keywords added by a program are Russian when
+//! `aja`, `tolong`, `lagi`…; colloquial words respelled to standard ones
+//! count). Keywords added by a program are Russian when
 //! written in Cyrillic and have no language (`None`) otherwise, so the caller
 //! uses the program's default.
 
@@ -43,10 +75,11 @@ use regex::{Regex, RegexSet, SetMatches};
 use serde::{Deserialize, Serialize};
 
 use super::keywords::{
-    Kind, Language, ALL_WORDS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS, NEGATIONS, PARTICLES,
-    PHRASES, REFUSALS,
+    class, Kind, Language, ALL_WORDS, DETERMINERS, HELP_PARTICLES, INDONESIAN_MARKERS, KEYWORDS,
+    NEGATIONS, PARTICLES, PHRASES, REFUSALS,
 };
 use super::normalize::normalize;
+use super::understand::{id_base, Respeller, WordClass, WordClasses};
 
 /// What the text asks for, independent of the subscriber's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,6 +171,11 @@ pub enum Reason {
     Negated,
     /// An opt-in or confirmation keyword inside a sentence: not consent.
     NotConsent,
+    /// A keyword spelled with a letter game (`STOOOP`, `S-T-O-P`, `5T0P`).
+    Respelled,
+    /// A stop word in a question about the programme (`Why did the deals
+    /// stop?`, `Kapan diskonnya berhenti?`): not an opt-out.
+    Question,
     /// Nothing left after normalisation (whitespace, emoji).
     Empty,
     /// Nothing recognised.
@@ -156,6 +194,8 @@ impl Reason {
             Reason::ShortWithOptOutKeyword => "short_with_opt_out_keyword",
             Reason::Negated => "negated",
             Reason::NotConsent => "not_consent",
+            Reason::Respelled => "respelled",
+            Reason::Question => "question",
             Reason::Empty => "empty",
             Reason::NoMatch => "no_match",
         }
@@ -267,6 +307,8 @@ pub struct Classifier {
     phrase_set: RegexSet,
     phrases: Vec<Regex>,
     negation: Regex,
+    respeller: Respeller,
+    classes: WordClasses,
 }
 
 /// Minimum length (in letters) of an opt-out keyword that tolerates a typo.
@@ -403,6 +445,17 @@ impl Classifier {
             .collect();
         let negation = Regex::new(&negation_pattern).expect("built-in negations compile");
 
+        // Letter games may spell opt-out and help keywords, never consent.
+        let respeller = Respeller::new(lead.values().flat_map(|l| {
+            l.entries
+                .iter()
+                .filter(|e| {
+                    e.tokens.len() == 1
+                        && matches!(e.kind, Kind::OptOut | Kind::OptOutAll | Kind::Help)
+                })
+                .map(|e| e.canonical.as_str())
+        }));
+
         let mut classifier = Classifier {
             lead,
             typo_targets,
@@ -412,6 +465,8 @@ impl Classifier {
             phrase_set,
             phrases,
             negation,
+            respeller,
+            classes: WordClasses::new(),
         };
         // Every `alone` is still `None` here, so these run the full rules.
         let alone: Vec<(String, Classification)> = classifier
@@ -432,6 +487,18 @@ impl Classifier {
         self.classify_normalized(&normalize(text))
     }
 
+    /// The normalised text as rule 8 reads it: letter games that spell an
+    /// opt-out or help keyword respelled as that keyword, colloquial
+    /// Indonesian as standard words. Idempotent; for tests and diagnostics
+    /// (classification never needs it).
+    pub fn respelled(&self, text: &str) -> String {
+        let normalised = normalize(text);
+        let mut out = String::with_capacity(normalised.len());
+        self.respeller
+            .respell(&words(&normalised), |t| self.lead.contains_key(t), &mut out);
+        out
+    }
+
     /// Classifies a text already passed through [`normalize`] (callers that
     /// also need the normalised text, e.g. for loop detection, normalise
     /// once). Any other string is accepted too and never panics, but may be
@@ -442,24 +509,67 @@ impl Classifier {
             return Classification::unknown(Reason::Empty);
         }
 
-        // Keywords led by the first word, looked up once for steps 2, 3, 7.
-        let led = self.lead.get(tokens[0]);
+        // Keywords led by the first word, looked up once.
+        let first = self.lead.get(tokens[0]);
         if tokens.len() == 1 {
             // A bare keyword: the answer was computed in `new`.
-            if let Some(alone) = led.and_then(|l| l.alone.as_ref()) {
+            if let Some(alone) = first.and_then(|l| l.alone.as_ref()) {
                 return alone.clone();
             }
         }
-        let led = led.map(|l| l.entries.as_slice());
+        let found = self.rules(&tokens, first, true);
+        if found.action != Action::Unknown
+            || matches!(found.reason, Reason::Question | Reason::Empty)
+        {
+            return found;
+        }
+
+        // 8. the respelled form: letter games and colloquial Indonesian.
+        // It may find an opt-out or help, never consent.
+        let keep = |t: &str| self.lead.contains_key(t);
+        let mut respelled = String::new();
+        let done = if self.respeller.may_respell(&tokens, keep) {
+            self.respeller.respell(&tokens, keep, &mut respelled)
+        } else {
+            Default::default()
+        };
+        let respelled_tokens;
+        let tokens = if done.any() {
+            respelled_tokens = words(&respelled);
+            let first = (respelled_tokens.first()).and_then(|t| self.lead.get(*t));
+            let mut c = self.rules(&respelled_tokens, first, false);
+            if c.action != Action::Unknown {
+                if done.letters {
+                    c.reason = Reason::Respelled;
+                }
+                return c;
+            }
+            if c.reason == Reason::Question {
+                return c;
+            }
+            &respelled_tokens
+        } else {
+            &tokens
+        };
+
+        // 9. the intent grammar over word classes.
+        self.grammar(tokens).unwrap_or(found)
+    }
+
+    /// Rules 2–7 over `tokens` (not empty), whose first word leads `first`;
+    /// `consent` false skips opt-in and confirmation (for respelled text).
+    fn rules(&self, tokens: &[&str], first: Option<&Led>, consent: bool) -> Classification {
+        // Keywords led by the first word, for steps 2, 3, 7.
+        let led = first.map(|l| l.entries.as_slice());
 
         // 2. leading opt-out keyword
-        if let Some(entry) = led_entry(led, &tokens, |k| k.is_opt_out()) {
-            return self.opt_out(entry, &tokens, None);
+        if let Some(entry) = led_entry(led, tokens, |k| k.is_opt_out()) {
+            return self.opt_out(entry, tokens, None);
         }
         // 3. typo of a long opt-out keyword
         if led.is_none() {
             if let Some(entry) = self.typo(tokens[0]) {
-                return self.opt_out(entry, &tokens, Some(Reason::Typo));
+                return self.opt_out(entry, tokens, Some(Reason::Typo));
             }
         }
 
@@ -467,9 +577,10 @@ impl Classifier {
         // " TEXT " so that every pattern starts and ends at a word boundary;
         // built in one allocation, with the tokens joined by single spaces
         // in the middle.
-        let mut hay = String::with_capacity(normalised.len() + 2);
+        let len: usize = tokens.iter().map(|t| t.len() + 1).sum();
+        let mut hay = String::with_capacity(len + 1);
         hay.push(' ');
-        for token in &tokens {
+        for token in tokens {
             hay.push_str(token);
             hay.push(' ');
         }
@@ -481,6 +592,9 @@ impl Classifier {
             Vec::new()
         };
         if let Some((id, lang)) = self.phrase(&hay, &matched, &negations) {
+            if self.is_question(tokens) {
+                return Classification::unknown(Reason::Question);
+            }
             return Classification {
                 action: Action::OptOut,
                 program: None,
@@ -499,7 +613,10 @@ impl Classifier {
             };
         }
         if tokens.len() <= SHORT_MESSAGE_WORDS {
-            if let Some(c) = self.short_with_opt_out(&tokens, &negations) {
+            if let Some(c) = self.short_with_opt_out(tokens, &negations) {
+                if self.is_question(tokens) {
+                    return Classification::unknown(Reason::Question);
+                }
                 return c;
             }
         }
@@ -508,7 +625,8 @@ impl Classifier {
         }
 
         // 7. strict opt-in, confirmation and help
-        if let Some(entry) = led_entry(led, &tokens, |k| !k.is_opt_out()) {
+        let wanted = |k: Kind| !k.is_opt_out() && (consent || k == Kind::Help);
+        if let Some(entry) = led_entry(led, tokens, wanted) {
             let particles = if entry.kind == Kind::Help {
                 &self.help_particles
             } else {
@@ -524,7 +642,7 @@ impl Classifier {
                         Kind::OptOut | Kind::OptOutAll => Action::OptOut,
                     },
                     program,
-                    language: resolve_language(&entry.langs, &tokens),
+                    language: resolve_language(&entry.langs, tokens),
                     keyword: Some(entry.canonical.clone()),
                     reason,
                 },
@@ -533,6 +651,133 @@ impl Classifier {
             };
         }
         Classification::unknown(Reason::NoMatch)
+    }
+
+    /// Whether `tokens` ask about the programme (`kapan`, `why`, `почему`)
+    /// rather than request something of it: an interrogative, and neither
+    /// the sender (`me`, `saya`, `мне`) nor a request frame (`can`, `bisa`,
+    /// `можете`).
+    fn is_question(&self, tokens: &[&str]) -> bool {
+        let mut question = false;
+        for t in tokens {
+            let c = self.classes.exact(t);
+            if c.has(class::FIRST | class::REQUEST) {
+                return false;
+            }
+            question |= c.has(class::QUESTION);
+        }
+        question
+    }
+
+    /// Rule 9, the intent grammar (see the module doc).
+    fn grammar(&self, tokens: &[&str]) -> Option<Classification> {
+        use class::*;
+        let mut lower = String::new();
+        // On the stack for any SMS-sized text.
+        let mut stack = [WordClass::default(); 32];
+        let mut heap = Vec::new();
+        let classes: &mut [WordClass] = if tokens.len() <= stack.len() {
+            &mut stack[..tokens.len()]
+        } else {
+            heap.resize(tokens.len(), WordClass::default());
+            &mut heap
+        };
+        self.classes.classify(tokens, &mut lower, classes);
+        let classes: &[WordClass] = classes;
+        let n = classes.len();
+        let at = |i: usize| classes.get(i).copied().unwrap_or_default();
+        let any = |bits: u16| classes.iter().any(|c| c.has(bits));
+        let language = |c: WordClass| {
+            let both = [Language::Id, Language::En];
+            c.lang.or_else(|| resolve_language(&both, tokens))
+        };
+        let opt_out = |c: WordClass, rule: &str| Classification {
+            action: Action::OptOut,
+            program: None,
+            language: language(c),
+            keyword: Some(rule.to_string()),
+            reason: Reason::Phrase,
+        };
+        // As `is_question`, from the classes at hand.
+        let question = any(QUESTION) && !any(FIRST | REQUEST);
+        if question && any(STOP_STRONG | STOP | SEND | RECV) {
+            return Some(Classification::unknown(Reason::Question));
+        }
+        // A negation up to four words before `i`, with only wants, needs and
+        // the sender between (`не надо меня отписывать`, `tidak mau berhenti`).
+        let negated = |i: usize| {
+            (i.saturating_sub(4)..i).rev().try_for_each(|j| {
+                let c = at(j);
+                if c.has(NEG | NEG_IMP) {
+                    Err(true)
+                } else if c.has(MODAL | WANT | FIRST) {
+                    Ok(())
+                } else {
+                    Err(false)
+                }
+            }) == Err(true)
+        };
+        for (i, &c) in classes.iter().enumerate() {
+            if c.has(STOP_STRONG) && !negated(i) {
+                return Some(opt_out(c, "stop word"));
+            }
+            let third = i > 0 && at(i - 1).has(THIRD);
+            if c.has(STOP) && !negated(i) && !third {
+                let object = (i + 1..n.min(i + 3)).any(|k| at(k).has(OBJ | SEND | RECV));
+                // A keyword that follows a reason (`sudah pindah, stop`).
+                let last = i + 1 == n && self.lead.contains_key(tokens[i]);
+                if n <= 2 || object || last {
+                    return Some(opt_out(c, "stop + object"));
+                }
+            }
+            if c.has(NEG | NEG_IMP) {
+                // `jangan kirim`, `tidak usah kirim`, `не хочу получать`: a
+                // plain negation and any receiving need a want or a need.
+                let mut k = i + 1;
+                let mut modal = false;
+                while k < n && (at(k).has(MODAL | WANT | FIRST) || DETERMINERS.contains(&tokens[k]))
+                {
+                    modal |= at(k).has(MODAL | WANT);
+                    k += 1;
+                }
+                let verb = at(k);
+                // `не нужны ваши сообщения`: a need of the messages.
+                let send = verb.has(SEND) && (modal || c.has(NEG_IMP));
+                if k < n && (send || (verb.has(RECV) && modal)) {
+                    return Some(opt_out(c, "negated send"));
+                }
+                // A whole-message refusal: `sudah tidak mau lagi`.
+                let refusal = at(i + 1).has(WANT)
+                    && classes
+                        .iter()
+                        .enumerate()
+                        .all(|(j, w)| j == i || j == i + 1 || w.has(FILLER | MODAL | FIRST));
+                if refusal {
+                    return Some(opt_out(c, "refusal"));
+                }
+            }
+        }
+        if tokens.ends_with(&["NO", "THANKS"]) || tokens.ends_with(&["NO", "THANK", "YOU"]) {
+            return Some(opt_out(self.classes.exact("NO"), "no thanks"));
+        }
+        // A help request: a help word among needs, pronouns and particles
+        // (`tolong bantu saya`, `помогите мне`, `I need help`).
+        let help = classes.iter().find(|c| c.has(HELP));
+        if let Some(&h) = help {
+            if classes
+                .iter()
+                .all(|c| c.has(HELP | NEED | FIRST | FILLER | REQUEST))
+            {
+                return Some(Classification {
+                    action: Action::Help,
+                    program: None,
+                    language: language(h),
+                    keyword: Some("help request".to_string()),
+                    reason: Reason::Phrase,
+                });
+            }
+        }
+        None
     }
 
     fn lead_entry(&self, tokens: &[&str], want: impl Fn(Kind) -> bool) -> Option<&Entry> {
@@ -781,7 +1026,12 @@ fn resolve_language(langs: &[Language], tokens: &[&str]) -> Option<Language> {
         [] => None,
         [one] => Some(*one),
         _ if langs.contains(&Language::Id) && langs.contains(&Language::En) => {
-            if tokens.iter().any(|t| INDONESIAN_MARKERS.contains(t)) {
+            // An affixed marker counts too (`stop kirimin`: `kirim`).
+            let marker = |t: &str| INDONESIAN_MARKERS.contains(&t);
+            if tokens
+                .iter()
+                .any(|t| marker(t) || id_base(t, marker).is_some())
+            {
                 Some(Language::Id)
             } else {
                 Some(Language::En)

@@ -283,7 +283,7 @@ pub(crate) const PHRASES: &[(&str, Language, &str)] = &[
     (
         "не присылайте",
         Ru,
-        "НЕ (ПРИСЫЛА|ПРИСЫЛ|ПРИШЛ|ОТПРАВЛЯ|ПИШИ|ПИШ|ШЛИ|ШЛЁ|ШЛЕ|БЕСПОКО|ЗВОНИ|СПАМ)[^ ]*",
+        "НЕ (ПРИСЫЛА|ПРИСЫЛ|ПРИШЛИТЕ|ОТПРАВЛЯ|ПИШИ|ПИШ|ШЛИ|ШЛЁ|ШЛЕ|БЕСПОКО|ЗВОНИ|СПАМ)[^ ]*",
     ),
     (
         "не надо присылать",
@@ -332,6 +332,292 @@ pub(crate) const NEGATIONS: &[&str] = &[
     "(JANGAN|JGN|TIDAK|TDK|GAK|GA|GK|NGGAK|NGGA|ENGGAK|BUKAN) (MAU |INGIN |PERLU )?(BERHENTI|STOP|UNREG|UNSUBSCRIBE|DIHENTIKAN|KELUAR|DIHAPUS|HAPUS)",
     // ru
     "НЕ (НАДО |НУЖНО )?(ОСТАНАВЛИВ|ОСТАНОВ|ПРЕКРАЩА|ПРЕКРАТ|ОТПИСЫВ|ОТПИСА|УДАЛЯ|УДАЛИ|ОТКЛЮЧА|УБИРА)[^ ]*",
+];
+
+/// Word classes of the intent grammar (see [`super::classify`]); a word may
+/// have several.
+pub(crate) mod class {
+    /// An opt-out verb or noun that is a request on its own (`UNSUBSCRIBE`,
+    /// `отказ-`, `отпис-`).
+    pub const STOP_STRONG: u16 = 1;
+    /// A stop, remove or refuse verb that needs an object or a short message
+    /// (`STOP`, `CANCEL`, `HAPUS`, `отмен-`, `удал-`, `прекрат-`).
+    pub const STOP: u16 = 1 << 1;
+    /// A verb or noun of sending (`SEND`, `TEXT`, `KIRIM`, `присыл-`).
+    pub const SEND: u16 = 1 << 2;
+    /// A verb of receiving (`RECEIVE`, `TERIMA`, `получ-`): negated, it
+    /// needs a want or a need (`didn't get` is no request).
+    pub const RECV: u16 = 1 << 3;
+    /// An imperative negation (`DONT`, `JANGAN`, `НЕ`).
+    pub const NEG_IMP: u16 = 1 << 4;
+    /// Any other negation (`NOT`, `TIDAK`): it needs a want or a need.
+    pub const NEG: u16 = 1 << 5;
+    /// Need and "any more" words between a negation and its verb (`USAH`,
+    /// `PERLU`, `NEED`, `LAGI`, `БОЛЬШЕ`).
+    pub const MODAL: u16 = 1 << 6;
+    /// Wanting (`MAU`, `WANT`, `ХОЧУ`).
+    pub const WANT: u16 = 1 << 7;
+    /// An object of an opt-out: me, my number, the messages, the list, the
+    /// subscription.
+    pub const OBJ: u16 = 1 << 8;
+    /// Interrogatives that make a stop verb a question about the programme.
+    pub const QUESTION: u16 = 1 << 9;
+    /// A request frame (`CAN`, `PLEASE`, `BISA`, `МОЖЕТЕ`).
+    pub const REQUEST: u16 = 1 << 10;
+    pub const HELP: u16 = 1 << 11;
+    /// Words of a help request other than the help word (`NEED`, `MINTA`).
+    pub const NEED: u16 = 1 << 12;
+    /// The sender (`I`, `ME`, `SAYA`, `МНЕ`).
+    pub const FIRST: u16 = 1 << 13;
+    /// A third-person subject or an article before a stop word (`PROMONYA`,
+    /// `THE`, `РАССЫЛКА`): the programme stops, nobody asks it to.
+    pub const THIRD: u16 = 1 << 14;
+    /// Polite and filler words (`DONG`, `AJA`, `SUDAH`, `PLEASE`).
+    pub const FILLER: u16 = 1 << 15;
+}
+
+/// Determiners allowed between a negation and what it negates (`не нужны
+/// ваши сообщения`, `don't want your texts`).
+pub(crate) const DETERMINERS: &[&str] = &[
+    "YOUR",
+    "THESE",
+    "THIS",
+    "THOSE",
+    "ANY",
+    "ВАШИ",
+    "ВАШИХ",
+    "ВАШУ",
+    "ВАШЕЙ",
+    "ВАША",
+    "ЭТИ",
+    "ЭТУ",
+    "ЭТИХ",
+];
+
+use class::*;
+
+/// Normalised words and their grammar classes, with the language they show
+/// (`None`: both Indonesian and English). Indonesian verbs are listed by
+/// their base; affixed forms are found by stripping affixes.
+pub(crate) const WORD_CLASSES: &[(&str, u16, Option<Language>)] = &[
+    // en
+    ("UNSUBSCRIBE", STOP_STRONG, None),
+    ("UNSUB", STOP_STRONG, Some(En)),
+    ("OPTOUT", STOP_STRONG, Some(En)),
+    ("STOP", STOP, None),
+    ("CANCEL", STOP, Some(En)),
+    ("END", STOP, Some(En)),
+    ("QUIT", STOP, Some(En)),
+    ("REVOKE", STOP, Some(En)),
+    ("REMOVE", STOP, Some(En)),
+    ("DELETE", STOP, Some(En)),
+    ("REFUSE", STOP, Some(En)),
+    ("SEND", SEND, Some(En)),
+    ("SENDING", SEND, Some(En)),
+    ("TEXT", SEND, Some(En)),
+    ("TEXTING", SEND, Some(En)),
+    ("TEXTS", SEND | OBJ, Some(En)),
+    ("MESSAGE", SEND, Some(En)),
+    ("MESSAGES", SEND | OBJ, Some(En)),
+    ("MESSAGING", SEND, Some(En)),
+    ("MSG", SEND, Some(En)),
+    ("MSGS", SEND | OBJ, Some(En)),
+    ("SMS", SEND | OBJ, None),
+    ("SPAM", SEND, None),
+    ("SPAMMING", SEND, Some(En)),
+    ("CONTACT", SEND, Some(En)),
+    ("CONTACTING", SEND, Some(En)),
+    ("CALL", SEND, Some(En)),
+    ("CALLING", SEND, Some(En)),
+    ("EMAIL", SEND, Some(En)),
+    ("EMAILS", SEND | OBJ, Some(En)),
+    ("RECEIVE", RECV, Some(En)),
+    ("RECEIVING", RECV, Some(En)),
+    ("GET", RECV, Some(En)),
+    ("GETTING", RECV, Some(En)),
+    ("DONT", NEG_IMP, Some(En)),
+    ("NEVER", NEG_IMP, Some(En)),
+    ("NOT", NEG, Some(En)),
+    ("NO", NEG, Some(En)),
+    ("CANT", NEG, Some(En)),
+    ("CANNOT", NEG, Some(En)),
+    ("WONT", NEG, Some(En)),
+    ("DOESNT", NEG, Some(En)),
+    ("DIDNT", NEG, Some(En)),
+    ("NEED", MODAL | NEED, Some(En)),
+    ("TO", MODAL, Some(En)),
+    ("ANY", MODAL, Some(En)),
+    ("MORE", MODAL, Some(En)),
+    ("ANYMORE", MODAL, Some(En)),
+    ("EVER", MODAL, Some(En)),
+    ("LIKE", MODAL, Some(En)),
+    ("WISH", MODAL, Some(En)),
+    ("WANT", WANT, Some(En)),
+    ("WANNA", WANT, Some(En)),
+    ("ME", OBJ | FIRST, Some(En)),
+    ("US", OBJ | FIRST, Some(En)),
+    ("I", FIRST, Some(En)),
+    ("MY", FIRST, Some(En)),
+    ("NUMBER", OBJ, Some(En)),
+    ("SUBSCRIPTION", OBJ, Some(En)),
+    ("LIST", OBJ, Some(En)),
+    ("PROGRAMME", OBJ, Some(En)),
+    ("PROGRAM", OBJ, Some(En)),
+    ("WHEN", QUESTION, Some(En)),
+    ("WHY", QUESTION, Some(En)),
+    ("CAN", REQUEST, Some(En)),
+    ("COULD", REQUEST, Some(En)),
+    ("WOULD", REQUEST, Some(En)),
+    ("KINDLY", REQUEST, Some(En)),
+    ("PLEASE", REQUEST | FILLER, Some(En)),
+    ("PLS", REQUEST | FILLER, Some(En)),
+    ("PLZ", REQUEST | FILLER, Some(En)),
+    ("THANKS", FILLER, Some(En)),
+    ("HELP", HELP, Some(En)),
+    ("NEEDED", NEED, Some(En)),
+    ("THE", THIRD, Some(En)),
+    ("A", THIRD, Some(En)),
+    ("AN", THIRD, Some(En)),
+    ("WILL", THIRD, Some(En)),
+    ("DID", THIRD, Some(En)),
+    ("DOES", THIRD, Some(En)),
+    ("BUS", THIRD, Some(En)),
+    ("SALE", THIRD, Some(En)),
+    ("DEALS", THIRD, Some(En)),
+    ("OFFERS", THIRD, Some(En)),
+    // id (bases: affixed forms are stripped to these)
+    ("UNREG", STOP_STRONG, Some(Id)),
+    ("BERHENTI", STOP, Some(Id)),
+    // colloquial base, so that affixed forms (`berentiin`) are found
+    ("BERENTI", STOP, Some(Id)),
+    ("HENTI", STOP, Some(Id)),
+    ("SETOP", STOP, Some(Id)),
+    ("HAPUS", STOP, Some(Id)),
+    ("KELUAR", STOP, Some(Id)),
+    ("BATAL", STOP, Some(Id)),
+    ("KIRIM", SEND, Some(Id)),
+    ("PESAN", SEND | OBJ, Some(Id)),
+    ("HUBUNG", SEND, Some(Id)),
+    ("GANGGU", SEND, Some(Id)),
+    ("TERIMA", RECV, Some(Id)),
+    ("DAPAT", RECV, Some(Id)),
+    ("JANGAN", NEG_IMP, Some(Id)),
+    ("JGN", NEG_IMP, Some(Id)),
+    ("TIDAK", NEG, Some(Id)),
+    ("TDK", NEG, Some(Id)),
+    ("GAK", NEG, Some(Id)),
+    ("GA", NEG, Some(Id)),
+    ("GK", NEG, Some(Id)),
+    ("NGGAK", NEG, Some(Id)),
+    ("NGGA", NEG, Some(Id)),
+    ("ENGGAK", NEG, Some(Id)),
+    ("NDAK", NEG, Some(Id)),
+    ("USAH", MODAL, Some(Id)),
+    ("PERLU", MODAL | NEED, Some(Id)),
+    ("BUTUH", MODAL | NEED, Some(Id)),
+    ("MINAT", MODAL, Some(Id)),
+    ("LAGI", MODAL | FILLER, Some(Id)),
+    ("SUDAH", MODAL | FILLER, Some(Id)),
+    ("MAU", WANT, Some(Id)),
+    ("INGIN", WANT, Some(Id)),
+    ("PENGEN", WANT, Some(Id)),
+    ("SAYA", OBJ | FIRST, Some(Id)),
+    ("AKU", OBJ | FIRST, Some(Id)),
+    ("KU", FIRST, Some(Id)),
+    ("NOMOR", OBJ, Some(Id)),
+    ("NOMER", OBJ, Some(Id)),
+    ("LANGGANAN", OBJ, Some(Id)),
+    ("BERLANGGANAN", OBJ, Some(Id)),
+    ("KAPAN", QUESTION, Some(Id)),
+    ("KENAPA", QUESTION, Some(Id)),
+    ("MENGAPA", QUESTION, Some(Id)),
+    ("KOK", QUESTION, Some(Id)),
+    ("BISA", REQUEST, Some(Id)),
+    ("BISAKAH", REQUEST, Some(Id)),
+    ("TOLONG", REQUEST | FILLER, Some(Id)),
+    ("MOHON", REQUEST | FILLER, Some(Id)),
+    ("MINTA", NEED, Some(Id)),
+    ("BANTU", HELP, Some(Id)),
+    ("BANTUAN", HELP, Some(Id)),
+    ("DONG", FILLER, Some(Id)),
+    ("AJA", FILLER, Some(Id)),
+    ("SAJA", FILLER, Some(Id)),
+    ("YA", FILLER, Some(Id)),
+    ("DEH", FILLER, Some(Id)),
+    ("KAK", FILLER, Some(Id)),
+    ("MIN", FILLER, Some(Id)),
+    ("GAN", FILLER, Some(Id)),
+    // ru: function words, matched before stemming
+    ("НЕ", NEG_IMP, Some(Ru)),
+    ("НАДО", MODAL, Some(Ru)),
+    ("НУЖНО", MODAL | NEED, Some(Ru)),
+    ("НУЖНА", NEED, Some(Ru)),
+    ("НУЖЕН", NEED, Some(Ru)),
+    ("НУЖНЫ", MODAL, Some(Ru)),
+    ("БОЛЬШЕ", MODAL, Some(Ru)),
+    ("ХОЧУ", WANT, Some(Ru)),
+    ("ХОТИМ", WANT, Some(Ru)),
+    ("МЕНЯ", OBJ | FIRST, Some(Ru)),
+    ("МНЕ", OBJ | FIRST, Some(Ru)),
+    ("НАС", OBJ | FIRST, Some(Ru)),
+    ("НАМ", OBJ | FIRST, Some(Ru)),
+    ("Я", FIRST, Some(Ru)),
+    ("МОЙ", FIRST, Some(Ru)),
+    ("МОЮ", FIRST, Some(Ru)),
+    ("МОИ", FIRST, Some(Ru)),
+    ("КОГДА", QUESTION, Some(Ru)),
+    ("ПОЧЕМУ", QUESTION, Some(Ru)),
+    ("МОЖЕТЕ", REQUEST, Some(Ru)),
+    ("МОЖНО", REQUEST, Some(Ru)),
+    ("ПОЖАЛУЙСТА", REQUEST | FILLER, Some(Ru)),
+    ("СПАСИБО", FILLER, Some(Ru)),
+    ("РАССЫЛКА", THIRD, Some(Ru)),
+    ("АКЦИЯ", THIRD, Some(Ru)),
+];
+
+/// Whole Russian stems for words whose stem the algorithm cuts shorter than
+/// the root (`отмена` → `отм`), matched whole (`отметьте`, "mark", has
+/// the stem `отмет`).
+pub(crate) const RU_EXACT_STEMS: &[(&str, u16)] = &[("отм", STOP)];
+
+/// Roots of Russian Snowball stems (lower case) and their grammar classes:
+/// a word whose stem starts with the root has the class, so one root covers
+/// every form (`отказ`: отказ, отказываюсь, отказываемся, отказа…).
+pub(crate) const RU_STEMS: &[(&str, u16)] = &[
+    ("отказ", STOP_STRONG),
+    ("отпис", STOP_STRONG),
+    ("отмен", STOP),
+    ("прекрат", STOP),
+    ("прекращ", STOP),
+    ("удал", STOP),
+    ("перест", STOP),
+    ("хват", STOP),
+    ("исключ", STOP),
+    ("убер", STOP),
+    ("убра", STOP),
+    ("стоп", STOP),
+    ("отключ", STOP),
+    ("присыл", SEND),
+    ("присла", SEND),
+    ("отправ", SEND),
+    ("пиш", SEND),
+    ("писа", SEND),
+    ("шл", SEND),
+    ("звон", SEND),
+    ("беспоко", SEND),
+    ("рассыла", SEND),
+    ("спам", SEND),
+    ("получ", RECV),
+    ("рассылк", OBJ),
+    ("подписк", OBJ),
+    ("сообщен", OBJ | SEND),
+    ("смс", OBJ | SEND),
+    ("номер", OBJ),
+    ("спис", OBJ),
+    ("баз", OBJ),
+    ("помог", HELP),
+    ("помощ", HELP),
+    ("справк", HELP),
 ];
 
 /// Whether a single normalised word is a built-in keyword (used to break ties

@@ -8,7 +8,9 @@
 //!    folded);
 //! 2. a [`Classifier`], built once from the configuration, says what the text
 //!    asks for ([`Classification`]: opt-in, confirm, opt-out, opt-out of all,
-//!    help or unknown; program, language, keyword, reason);
+//!    help or unknown; program, language, keyword, reason), reading a text
+//!    that matches no keyword again with letter games respelled, colloquial
+//!    Indonesian made standard and Russian words stemmed;
 //! 3. [`decide`] runs the per-(number, program) state machine on the facts the
 //!    caller loaded and returns a [`Decision`]: next state, the event to
 //!    append to the ledger, the reply to queue;
@@ -57,6 +59,7 @@ pub mod keywords;
 pub mod machine;
 pub mod normalize;
 pub mod reply;
+mod understand;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,

@@ -7,15 +7,12 @@ CREATE TRIGGER audit_log_no_truncate
 
 -- A gateway's own timestamp (`received_at`, `message-timestamp`…) is kept
 -- in inbound_messages.sent_at as given, but the time the ledger records as
--- the moment of consent is now a separate argument: the caller passes the
+-- the moment of consent is now a separate argument (a new overload with
+-- two more arguments; the old one remains, below): the caller passes the
 -- gateway's time only when it is plausible (within a bound before arrival),
 -- so a sender cannot backdate evidence of consent. And a reply is sent
 -- from the configured short code that its text names (`p_reply_from`),
 -- not from whatever number the message was addressed to.
-DROP FUNCTION keyward_apply_inbound(
-    text, bigint, text, text, text, text, timestamptz, jsonb, text, text, text, text, text,
-    text, text[], text[], text[], text, text, text, text);
-
 CREATE FUNCTION keyward_apply_inbound(
     p_msisdn text,
     p_expected_version bigint,
@@ -109,4 +106,26 @@ BEGIN
 
     RETURN QUERY SELECT 'applied'::text, v_inbound, p_action, p_program, p_result_state;
 END
+$$;
+
+-- The 21-argument form stays, for instances of the previous release still
+-- running against this database during an upgrade: it applies a message as
+-- before (the gateway's time as evidence, bounded to 24 h like the new
+-- callers do; replies from the addressed number). Drop it in a later
+-- release, once no such instance can remain.
+CREATE OR REPLACE FUNCTION keyward_apply_inbound(
+    p_msisdn text, p_expected_version bigint, p_gateway text, p_gateway_message_id text,
+    p_shortcode text, p_text text, p_sent_at timestamptz, p_raw jsonb, p_action text,
+    p_program text, p_keyword text, p_language text, p_result_state text, p_outcome text,
+    p_programs text[], p_from_states text[], p_to_states text[], p_reply_kind text,
+    p_reply_program text, p_reply_text text, p_sender text
+) RETURNS TABLE (r_status text, r_inbound_id bigint, r_action text, r_program text, r_state text)
+LANGUAGE sql AS $$
+    SELECT * FROM keyward_apply_inbound(
+        p_msisdn, p_expected_version, p_gateway, p_gateway_message_id, p_shortcode, p_text,
+        p_sent_at, p_raw, p_action, p_program, p_keyword, p_language, p_result_state, p_outcome,
+        p_programs, p_from_states, p_to_states, p_reply_kind, p_reply_program, p_reply_text,
+        p_sender,
+        CASE WHEN p_sent_at >= now() - interval '24 hours' THEN p_sent_at END,
+        NULL::text)
 $$;

@@ -748,6 +748,13 @@ impl Settings {
             if t.auth_token.all().iter().any(|s| s.expose().is_empty()) {
                 problems.push("gateways.twilio.auth_token: is empty".into());
             }
+            if t.auth_token
+                .all()
+                .iter()
+                .any(|s| is_placeholder(s.expose()))
+            {
+                problems.push("gateways.twilio.auth_token: is a placeholder".into());
+            }
             if self.service.public_url.is_none() {
                 problems.push(
                     "gateways.twilio: service.public_url is needed to check Twilio's URL signatures"
@@ -806,6 +813,11 @@ impl Settings {
                     "gateways.generic.allow_unsigned: refused while listening on {}, which is not a loopback address; set gateways.generic.secret",
                     self.listen
                 )),
+                // A proxy on the same machine would make loopback public.
+                (None, true) if !self.service.trusted_proxies.is_empty() => problems.push(
+                    "gateways.generic.allow_unsigned: refused behind service.trusted_proxies (a proxy makes loopback public); set gateways.generic.secret"
+                        .into(),
+                ),
                 _ => {}
             }
         }
@@ -831,6 +843,13 @@ impl Settings {
         if let Some(p) = &g.plivo {
             if p.auth_token.all().iter().any(|s| s.expose().is_empty()) {
                 problems.push("gateways.plivo.auth_token: is empty".into());
+            }
+            if p.auth_token
+                .all()
+                .iter()
+                .any(|s| is_placeholder(s.expose()))
+            {
+                problems.push("gateways.plivo.auth_token: is a placeholder".into());
             }
             if self.service.public_url.is_none() {
                 problems.push(
@@ -893,12 +912,11 @@ fn is_placeholder(secret: &str) -> bool {
         "change_me",
         "replace-me",
         "your-secret",
-        "example",
         "…",
-        "<",
     ]
     .iter()
     .any(|p| lower.contains(p))
+        || (secret.starts_with('<') && secret.ends_with('>'))
         || secret
             .chars()
             .all(|c| c == secret.chars().next().unwrap_or(c))
@@ -1197,6 +1215,12 @@ mod tests {
         .expect_err("unsigned in public")
         .to_string();
         assert!(err.contains("not a loopback address"), "{err}");
+        let behind_proxy = base("allow_unsigned = true")
+            .replace("[service]", "[service]\ntrusted_proxies = [\"127.0.0.1\"]");
+        let err = from_toml(&behind_proxy, &[])
+            .expect_err("unsigned behind a proxy")
+            .to_string();
+        assert!(err.contains("a proxy makes loopback public"), "{err}");
         let err = from_toml(
             &base("secret = \"generic-secret-0123456789\"\nallow_unsigned = true"),
             &[],

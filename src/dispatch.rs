@@ -42,6 +42,9 @@ pub const UNKNOWN_RESEND_AFTER: Duration = Duration::from_secs(15 * 60);
 /// dispatcher buffer an unbounded body per send.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// How often each dispatcher loop does its housekeeping ([`Dispatcher::sweep`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
 pub struct Dispatcher {
     pool: Pool,
     senders: Senders,
@@ -78,6 +81,21 @@ impl Dispatcher {
         }
     }
 
+    /// Housekeeping no request does: parts of concatenated messages that
+    /// never completed, from numbers that wrote nothing since, are dropped
+    /// after their window (a number that writes again drops its own).
+    async fn sweep(&self) {
+        let dropped = async {
+            let client = self.pool.get().await.map_err(crate::db::pool_error)?;
+            crate::db::inbound::expire_parts(&client).await
+        };
+        match dropped.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(parts = n, "expired parts of incomplete messages dropped"),
+            Err(e) => log_db_error(&e, "cannot drop expired message parts"),
+        }
+    }
+
     /// Runs `workers` loops until `shutdown` turns true; in-flight sends
     /// finish first.
     pub async fn run(self: Arc<Self>, workers: usize, shutdown: watch::Receiver<bool>) {
@@ -92,7 +110,12 @@ impl Dispatcher {
 
     async fn work(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let idle = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut swept: Option<Instant> = None;
         while !*shutdown.borrow() {
+            if swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                swept = Some(Instant::now());
+                self.sweep().await;
+            }
             let sent = match self.run_once().await {
                 Ok(n) => n,
                 Err(e) => {

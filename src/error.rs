@@ -133,10 +133,12 @@ pub fn form_config() -> actix_web::web::FormConfig {
 }
 
 /// Middleware: a request is answered within three times
-/// `service.request_timeout_secs` (reading its body included), or 408. A
-/// client dribbling a body byte by byte holds a connection no longer than
-/// that. A webhook cut off after its commit is stored; the gateway's retry
-/// is then a duplicate.
+/// `service.request_timeout_secs` (30 s by default), reading its body
+/// included, or 503 with `Retry-After`: a slow database or pool must look
+/// like what it is to a gateway, a reason to retry (CONTRACT §4), and a
+/// client dribbling a body holds a connection no longer than that. (A
+/// webhook's body has its own, shorter, limit: 408.) A request cut off
+/// after its commit is stored; the gateway's retry is then a duplicate.
 pub async fn deadline(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -148,7 +150,10 @@ pub async fn deadline(
     let limit = std::time::Duration::from_secs(secs.saturating_mul(3));
     match tokio::time::timeout(limit, next.call(req)).await {
         Ok(res) => res,
-        Err(_) => Err(ApiError::RequestTimeout(secs).into()),
+        Err(_) => {
+            tracing::warn!(seconds = secs * 3, "request not answered in time: 503");
+            Err(ApiError::Unavailable.into())
+        }
     }
 }
 

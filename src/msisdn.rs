@@ -71,21 +71,15 @@ impl Msisdn {
         // The number must read back as itself, or the same subscriber
         // would be two numbers. Some metadata rewrites a national number
         // (found by fuzzing: `+26104000000` gave `+2614000000`, which reads
-        // back as `+261204000000`); such a number is taken in the form
-        // that is stable, or refused.
+        // back as `+261204000000`); such a number is refused rather than
+        // stored as digits the sender did not write.
         let again = phonenumber::parse(None, &parsed.0)
             .ok()
-            .and_then(|n| Self::possible(&n))
-            .ok_or_else(impossible)?;
-        if again == parsed {
-            return Ok(parsed);
-        }
-        let third = phonenumber::parse(None, &again.0)
-            .ok()
             .and_then(|n| Self::possible(&n));
-        match third {
-            Some(t) if t == again => Ok(again),
-            _ => Err(impossible()),
+        if again.as_ref() == Some(&parsed) {
+            Ok(parsed)
+        } else {
+            Err(impossible())
         }
     }
 

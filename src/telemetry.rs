@@ -84,6 +84,38 @@ impl fmt::Display for Masked<'_> {
     }
 }
 
+/// `text` with every run of 8 or more digits (and a `+` before it) masked
+/// as a phone number would be: for messages that quote input.
+pub fn mask_numbers(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = if i > 0 && bytes[i - 1] == b'+' {
+            i - 1
+        } else {
+            i
+        };
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i - start >= 8 {
+            out.push_str(&text[copied..start]);
+            out.push_str(&Masked(&text[start..i]).to_string());
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Does `line` hold something that looks like an unmasked phone number: a
 /// `+` and 8 or more digits in a row, or 11 to 15 digits in a row that are
 /// not part of a longer word (ids such as `SM0123…` are words)? Used by the
@@ -107,7 +139,10 @@ pub fn looks_like_a_number(line: &str) -> bool {
         if before == Some(b'+') && run >= 8 {
             return true;
         }
-        if (11..=15).contains(&run) && !word(before) && !word(after) && before != Some(b'.') {
+        // A run after `-` or `.` is part of a token (the last group of a
+        // UUID, a fraction), not a number written on its own.
+        let joined = matches!(before, Some(b'-' | b'.'));
+        if (11..=15).contains(&run) && !word(before) && !word(after) && !joined {
             return true;
         }
     }
@@ -177,6 +212,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_quoted_in_messages_are_masked() {
+        assert_eq!(
+            super::mask_numbers("invalid type: integer `6281234567890`, expected a string"),
+            "invalid type: integer `6281*******90`, expected a string"
+        );
+        assert_eq!(
+            super::mask_numbers("from +6281234567890!"),
+            "from +6281*******90!"
+        );
+        assert_eq!(
+            super::mask_numbers("line 12, column 7"),
+            "line 12, column 7"
+        );
+    }
+
+    #[test]
     fn the_log_guard_knows_a_number_from_an_id_or_a_timestamp() {
         for line in [
             "msisdn=+6281234567890 flooding",
@@ -191,6 +242,7 @@ mod tests {
             "id=SM0123456789abcdef0123456789abcdef",
             "took 0.000123456789 s",
             "owner=host-1234-deadbeef",
+            "outbox_id=8d979036-e398-4bed-8281-110000000000",
         ] {
             assert!(!looks_like_a_number(line), "{line}");
         }

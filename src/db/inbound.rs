@@ -311,6 +311,18 @@ pub async fn store_part(
         .collect())
 }
 
+/// Drops every part older than the window that never became a message;
+/// returns how many.
+pub async fn expire_parts(client: &impl GenericClient) -> Result<u64, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM inbound_parts
+              WHERE inbound_message_id IS NULL AND received_at < now() - $1 * interval '1 hour'",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&PART_WINDOW_HOURS]).await?)
+}
+
 /// Marks parts as assembled into an inbound message.
 pub async fn mark_parts_assembled(
     client: &impl GenericClient,

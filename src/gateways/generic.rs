@@ -46,8 +46,18 @@ impl Generic {
     fn authenticate(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
         if self.secrets.is_empty() {
             // Configuration refuses this unless on loopback; never by accident.
-            return if self.allow_unsigned {
+            // Unsigned is for a client on this machine talking to us
+            // directly; a request a proxy forwarded is anyone's.
+            let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+                .iter()
+                .any(|h| req.headers.contains_key(*h));
+            return if self.allow_unsigned && !forwarded {
                 Ok(())
+            } else if self.allow_unsigned {
+                Err(WebhookError::Unauthorized(
+                    "unsigned requests are taken only directly on loopback, not through a proxy"
+                        .into(),
+                ))
             } else {
                 Err(WebhookError::Unauthorized(
                     "the generic gateway has no secret configured".into(),

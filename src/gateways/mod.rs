@@ -221,14 +221,18 @@ pub enum WebhookError {
     NotFound(String),
 }
 
+/// Messages may quote what the gateway sent (a parser's "invalid type:
+/// integer `6281234567890`"): numbers in them are masked, for the answer
+/// and the log alike.
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
+        let masked = |m: String| crate::telemetry::mask_numbers(&m).into_owned();
         match e {
-            WebhookError::BadRequest(m) => ApiError::BadRequest(m),
-            WebhookError::Unauthorized(m) => ApiError::Unauthorized(m),
-            WebhookError::Forbidden(m) => ApiError::Forbidden(m),
-            WebhookError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
-            WebhookError::NotFound(m) => ApiError::NotFound(m),
+            WebhookError::BadRequest(m) => ApiError::BadRequest(masked(m)),
+            WebhookError::Unauthorized(m) => ApiError::Unauthorized(masked(m)),
+            WebhookError::Forbidden(m) => ApiError::Forbidden(masked(m)),
+            WebhookError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(masked(m)),
+            WebhookError::NotFound(m) => ApiError::NotFound(masked(m)),
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::db::support as q;
 use crate::error::ApiError;
 use crate::inbound::Inbound;
 use crate::routes::guard::forwarded_https;
-use crate::routes::staff_auth::{client, note_number, note_staff, refuse};
+use crate::routes::staff_auth::{client, note_number, note_staff, over_allowance, refuse};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
 use crate::staff::view::{DayCounts, Evidence, Subscriber, TimelineItem};
 use crate::staff::{hash_token, new_token, plausible_token, Staff, TimelineCursor};
@@ -303,6 +303,12 @@ pub async fn login(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_cross_site(&req)?;
+    if over_allowance(&req) {
+        return Ok(page(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            login_page(Some("Too many failed sign-ins from here; wait a minute.")),
+        ));
+    }
     let token = form.token.trim();
     let staff = if plausible_token(token) {
         q::authenticate(&client(&pool).await?, &hash_token(token)).await?

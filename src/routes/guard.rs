@@ -9,8 +9,11 @@
 //! a flood of bad tokens costs the database one indexed read each (none for
 //! a token that cannot be one of ours) and the audit trail nothing more.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -28,20 +31,34 @@ pub fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
-    let forwarded = req
+    let entries: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|a| !is_trusted(*a, trusted))
-            .unwrap_or(peer),
-    )
+        .collect();
+    // From the right: each trusted hop appended the address it saw. An
+    // entry that is no address ends the walk (everything left of it is the
+    // client's to write), and the peer is what we know.
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        match parse_forwarded(entry) {
+            Some(addr) if is_trusted(addr, trusted) => client = addr,
+            Some(addr) => return Some(addr),
+            None => return Some(client),
+        }
+    }
+    Some(client)
+}
+
+/// An `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `::1`,
+/// `[::1]:5678`.
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// Is the peer one of the configured proxies?
@@ -83,7 +100,17 @@ pub struct AuthGuard {
     per_client: DefaultKeyedRateLimiter<IpAddr>,
     overall: DefaultDirectRateLimiter,
     checks: std::sync::atomic::AtomicU64,
+    /// Clients past their allowance, until it has refilled by one: they
+    /// are refused before any database work (governor cannot be asked
+    /// without spending a cell).
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// How long the allowance takes to refill by one failure.
+    refill: Duration,
 }
+
+/// Clients remembered as blocked at most; past it, expired ones are
+/// forgotten first, then (under a flood from very many addresses) all.
+const MAX_BLOCKED: usize = 100_000;
 
 impl AuthGuard {
     /// `per_client_per_minute` failures per client (a burst of that many,
@@ -95,7 +122,35 @@ impl AuthGuard {
             per_client: RateLimiter::keyed(Quota::per_minute(per_minute)),
             overall: RateLimiter::direct(Quota::per_second(per_second)),
             checks: std::sync::atomic::AtomicU64::new(0),
+            blocked: Mutex::new(HashMap::new()),
+            refill: Duration::from_secs(60) / per_minute.get(),
         }
+    }
+
+    /// Is `addr` past its allowance right now? Costs no allowance.
+    pub fn blocked(&self, addr: Option<IpAddr>) -> bool {
+        let Some(addr) = addr else { return false };
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        match blocked.get(&key(addr)) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                blocked.remove(&key(addr));
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn block(&self, addr: IpAddr) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        if blocked.len() >= MAX_BLOCKED {
+            let now = Instant::now();
+            blocked.retain(|_, until| *until > now);
+            if blocked.len() >= MAX_BLOCKED {
+                blocked.clear();
+            }
+        }
+        blocked.insert(key(addr), Instant::now() + self.refill);
     }
 
     /// Counts one failure of `addr`: `true` while it is within the
@@ -110,7 +165,13 @@ impl AuthGuard {
             self.per_client.retain_recent();
         }
         let client_ok = match addr {
-            Some(a) => self.per_client.check_key(&key(a)).is_ok(),
+            Some(a) => {
+                let ok = self.per_client.check_key(&key(a)).is_ok();
+                if !ok {
+                    self.block(a);
+                }
+                ok
+            }
             None => true,
         };
         client_ok && self.overall.check().is_ok()
@@ -129,6 +190,63 @@ mod tests {
         assert!((0..3).all(|_| guard.failure(Some(a))));
         assert!(!guard.failure(Some(a)));
         assert!(guard.failure(Some(b)));
+    }
+
+    #[test]
+    fn a_blocked_client_is_known_without_spending_its_allowance() {
+        let guard = AuthGuard::new(60, 1000);
+        let a: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(!guard.blocked(Some(a)));
+        while guard.failure(Some(a)) {}
+        assert!(guard.blocked(Some(a)), "past the allowance");
+        assert!(!guard.blocked(Some("192.0.2.8".parse().unwrap())));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(!guard.blocked(Some(a)), "refilled by one after a second");
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_last_untrusted_hop() {
+        use actix_web::test::TestRequest;
+        let proxy: IpNet = "10.0.0.0/8".parse().unwrap();
+        let from = |peer: &str, xff: &str| {
+            let req = TestRequest::default()
+                .peer_addr(peer.parse().unwrap())
+                .insert_header(("x-forwarded-for", xff))
+                .to_http_request();
+            client_addr(&req, std::slice::from_ref(&proxy)).map(|a| a.to_string())
+        };
+        // Not from a proxy: the header is the client's own invention.
+        assert_eq!(
+            from("198.51.100.1:1", "1.2.3.4").as_deref(),
+            Some("198.51.100.1")
+        );
+        assert_eq!(
+            from("10.0.0.2:1", "1.2.3.4, 203.0.113.5").as_deref(),
+            Some("203.0.113.5")
+        );
+        assert_eq!(
+            from("10.0.0.2:1", "203.0.113.5:4711, 10.0.0.3").as_deref(),
+            Some("203.0.113.5")
+        );
+        // Garbage ends the walk: what is left of it cannot be believed.
+        assert_eq!(
+            from("10.0.0.2:1", "1.2.3.4, unknown, 10.0.0.3").as_deref(),
+            Some("10.0.0.3")
+        );
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_parse_and_garbage_is_none() {
+        assert_eq!(
+            parse_forwarded(" 203.0.113.9:4711"),
+            "203.0.113.9".parse().ok()
+        );
+        assert_eq!(
+            parse_forwarded("[2001:db8::1]:443"),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(parse_forwarded("::1"), "::1".parse().ok());
+        assert_eq!(parse_forwarded("unknown"), None);
     }
 
     #[test]

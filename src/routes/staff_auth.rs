@@ -61,19 +61,28 @@ pub fn note_failed(req: &HttpRequest) {
     req.extensions_mut().insert(AuthFailed);
 }
 
+/// The client, as the failure allowance counts it.
+fn client_of(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    match req.app_data::<web::Data<Settings>>() {
+        Some(settings) => client_addr(req, &settings.service.proxies()),
+        None => req.peer_addr().map(|a| a.ip()),
+    }
+}
+
+/// Is this client past its failure allowance? Then it is refused (429)
+/// before any database work, valid token or not, until the allowance has
+/// refilled by one.
+pub fn over_allowance(req: &HttpRequest) -> bool {
+    req.app_data::<web::Data<AuthGuard>>()
+        .is_some_and(|guard| guard.blocked(client_of(req)))
+}
+
 /// A failed authentication: 401 (audited) within the client's allowance,
 /// 429 (not audited: the allowance is what bounds the audit rows) past it.
 pub fn refuse(req: &HttpRequest, unauthorized: ApiError) -> ApiError {
-    let within = match (
-        req.app_data::<web::Data<AuthGuard>>(),
-        req.app_data::<web::Data<Settings>>(),
-    ) {
-        (Some(guard), Some(settings)) => {
-            guard.failure(client_addr(req, &settings.service.proxies()))
-        }
-        (Some(guard), None) => guard.failure(req.peer_addr().map(|a| a.ip())),
-        _ => true,
-    };
+    let within = req
+        .app_data::<web::Data<AuthGuard>>()
+        .is_none_or(|guard| guard.failure(client_of(req)));
     if within {
         note_failed(req);
         unauthorized
@@ -109,6 +118,9 @@ impl FromRequest for Staff {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
+            if over_allowance(&req) {
+                return Err(ApiError::TooManyFailures);
+            }
             let token = req
                 .headers()
                 .get(AUTHORIZATION)

@@ -74,8 +74,9 @@ pub async fn receive(
     let now = Utc::now();
     let request = webhook_request(&req, &body, now);
     let items = gateway.receive(&request).map_err(|e| {
+        let e = ApiError::from(e);
         tracing::info!(gateway = gateway.name(), error = %e, "webhook refused");
-        ApiError::from(e)
+        e
     })?;
 
     let mut outcomes = Vec::with_capacity(items.len());
@@ -101,6 +102,9 @@ pub async fn receive(
             }
         }
     }
+    for reason in &mut invalid {
+        *reason = crate::telemetry::mask_numbers(reason).into_owned();
+    }
     if outcomes.is_empty() && !invalid.is_empty() {
         let reason = invalid.join("; ");
         tracing::info!(gateway = gateway.name(), %reason, "webhook malformed");
@@ -124,8 +128,9 @@ pub async fn status(
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let request = webhook_request(&req, &body, Utc::now());
     let receipts = gateway.receipts(&request).map_err(|e| {
+        let e = ApiError::from(e);
         tracing::info!(gateway = gateway.name(), error = %e, "delivery report refused");
-        ApiError::from(e)
+        e
     })?;
     let client = pool.get().await.map_err(|e| {
         tracing::error!(error = %e, "delivery report not stored");

@@ -445,6 +445,35 @@ async fn an_old_orphan_vonage_part_expires_and_is_never_spliced_into_a_new_messa
     let (_, text, action) = app.stored("vonage", "NEW1").await.expect("assembled");
     assert_eq!(text, "STOP thanks");
     assert_eq!(action.as_deref(), Some("opt_out"));
+
+    // A number that never writes again: the dispatcher's sweep drops it.
+    let mut silent = vonage_params("SILENT1", "half a message");
+    silent[0].1 = "6281234567899";
+    silent.extend([
+        ("concat", "true"),
+        ("concat-ref", "9"),
+        ("concat-total", "2"),
+        ("concat-part", "1"),
+    ]);
+    assert_eq!(app.vonage_get(&vonage_signed(&silent)).await.status(), 200);
+    let db = app.db().await;
+    db.execute(
+        "UPDATE inbound_parts SET received_at = now() - interval '25 hours'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let pool = keyward::db::pool(app.db.clone(), 1).unwrap();
+    let client = pool.get().await.unwrap();
+    assert_eq!(
+        keyward::db::inbound::expire_parts(&client).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inbound_parts WHERE inbound_message_id IS NULL")
+            .await,
+        0
+    );
 }
 
 // --- plivo --------------------------------------------------------------

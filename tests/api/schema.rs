@@ -263,3 +263,35 @@ async fn the_number_and_program_domains_match_their_patterns() {
         "the sample holds valid programs: {programs_ok}"
     );
 }
+
+/// An instance of the previous release, still running during an upgrade,
+/// calls the 21-argument form: it still applies, with the evidence time
+/// bounded like the new form's.
+#[tokio::test]
+async fn the_previous_releases_apply_call_still_works_after_the_migration() {
+    let db = crate::support::connect(&crate::support::fresh_database().await).await;
+    let row = db
+        .query_one(
+            "SELECT r_status, r_state FROM keyward_apply_inbound(
+                 '+6281234567890', 0, 'generic', 'old-binary-1', '3344', 'MAU',
+                 '2020-01-01T00:00:00Z', '{}', 'opt_in', 'default', 'MAU', 'id', 'subscribed',
+                 'applied', ARRAY['default'], ARRAY['none'], ARRAY['subscribed'],
+                 'welcome', 'default', 'Selamat datang', 'log')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "applied");
+    let recent: bool = db
+        .query_one(
+            "SELECT effective_at > now() - interval '1 minute' FROM subscription_events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        recent,
+        "a backdated time is not evidence through the old form either"
+    );
+}

@@ -24,10 +24,10 @@ use crate::db::support as q;
 use crate::error::ApiError;
 use crate::inbound::Inbound;
 use crate::routes::guard::forwarded_https;
-use crate::routes::staff_auth::{client, note_number, note_staff, over_allowance, refuse};
+use crate::routes::staff_auth::{client, note_number, note_staff, verify};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
 use crate::staff::view::{DayCounts, Evidence, Subscriber, TimelineItem};
-use crate::staff::{hash_token, new_token, plausible_token, Staff, TimelineCursor};
+use crate::staff::{hash_token, new_token, Staff, TimelineCursor};
 
 const COOKIE: &str = "kw_session";
 const SESSION_HOURS: i32 = 8;
@@ -303,34 +303,25 @@ pub async fn login(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_cross_site(&req)?;
-    if over_allowance(&req) {
-        return Ok(page(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-            login_page(Some("Too many failed sign-ins from here; wait a minute.")),
-        ));
-    }
-    let token = form.token.trim();
-    let staff = if plausible_token(token) {
-        q::authenticate(&client(&pool).await?, &hash_token(token)).await?
-    } else {
-        None
-    };
-    let Some(staff) = staff else {
-        // Sign-in is by token, so there is no account to count failures
-        // against: the client's address is what is limited.
-        return match refuse(&req, ApiError::Unauthorized(String::new())) {
-            ApiError::TooManyFailures => Ok(page(
+    // Sign-in is by token, so there is no account to count failures
+    // against: the client's address is what is limited.
+    let staff = match verify(&req, &pool, Some(form.token.trim())).await {
+        Ok(staff) => staff,
+        Err(ApiError::TooManyFailures) => {
+            return Ok(page(
                 actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 login_page(Some("Too many failed sign-ins from here; wait a minute.")),
-            )),
-            _ => Ok(page(
+            ))
+        }
+        Err(ApiError::Unauthorized(_)) => {
+            return Ok(page(
                 actix_web::http::StatusCode::UNAUTHORIZED,
                 login_page(Some("That token is unknown or revoked.")),
-            )),
-        };
+            ))
+        }
+        Err(other) => return Err(other),
     };
     let client = client(&pool).await?;
-    note_staff(&req, &staff);
     let session = new_token();
     let csrf = new_token();
     q::create_session(

@@ -118,39 +118,53 @@ impl FromRequest for Staff {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            if over_allowance(&req) {
-                return Err(ApiError::TooManyFailures);
-            }
             let token = req
                 .headers()
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(bearer)
                 .map(str::to_owned);
-            let Some(token) = token else {
-                return Err(refuse(
-                    &req,
-                    ApiError::Unauthorized(
-                        "an `Authorization: Bearer <token>` header is required".into(),
-                    ),
-                ));
-            };
-            let unknown = || ApiError::Unauthorized("the token is unknown or revoked".into());
-            if !plausible_token(&token) {
-                return Err(refuse(&req, unknown()));
-            }
             let pool = req
                 .app_data::<web::Data<Pool>>()
                 .ok_or(ApiError::Unavailable)?;
-            let client = client(pool).await?;
-            match q::authenticate(&client, &hash_token(&token)).await? {
-                Some(staff) => {
-                    note_staff(&req, &staff);
-                    Ok(staff)
-                }
-                None => Err(refuse(&req, unknown())),
-            }
+            verify(&req, pool, token.as_deref()).await
         })
+    }
+}
+
+/// Who `token` belongs to, for the API and the console's sign-in alike:
+/// a client past its failure allowance is refused before any database
+/// work, a token that cannot be ours costs no query, an unknown one one
+/// indexed read; every failure counts against the allowance (401 within
+/// it, 429 past it).
+pub async fn verify(
+    req: &HttpRequest,
+    pool: &Pool,
+    token: Option<&str>,
+) -> Result<Staff, ApiError> {
+    if over_allowance(req) {
+        return Err(ApiError::TooManyFailures);
+    }
+    let Some(token) = token else {
+        return Err(refuse(
+            req,
+            ApiError::Unauthorized("an `Authorization: Bearer <token>` header is required".into()),
+        ));
+    };
+    let found = if plausible_token(token) {
+        q::authenticate(&client(pool).await?, &hash_token(token)).await?
+    } else {
+        None
+    };
+    match found {
+        Some(staff) => {
+            note_staff(req, &staff);
+            Ok(staff)
+        }
+        None => Err(refuse(
+            req,
+            ApiError::Unauthorized("the token is unknown or revoked".into()),
+        )),
     }
 }
 

@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::CheckConfig { file: Some(f) } => Some(f.clone()),
         _ => cli.config.clone(),
     };
-    let settings = match Settings::load(config_path.as_deref()) {
+    let settings = match crate::startup::load(config_path.as_deref()) {
         Ok(s) => Arc::new(s),
         Err(ConfigError(problems)) => {
             for p in problems {

@@ -6,6 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// Largest request body accepted (CONTRACT §4: 413 above it).
+pub const MAX_BODY: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -87,6 +90,24 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Messages may quote what the gateway sent (a parser's "invalid type:
+/// integer `6281234567890`"): numbers in them are masked, for the answer
+/// and the log alike.
+impl From<crate::gateways::WebhookError> for ApiError {
+    fn from(e: crate::gateways::WebhookError) -> Self {
+        let masked = |m: String| crate::telemetry::mask_numbers(&m).into_owned();
+        match e {
+            crate::gateways::WebhookError::BadRequest(m) => ApiError::BadRequest(masked(m)),
+            crate::gateways::WebhookError::Unauthorized(m) => ApiError::Unauthorized(masked(m)),
+            crate::gateways::WebhookError::Forbidden(m) => ApiError::Forbidden(masked(m)),
+            crate::gateways::WebhookError::UnsupportedMediaType(m) => {
+                ApiError::UnsupportedMediaType(masked(m))
+            }
+            crate::gateways::WebhookError::NotFound(m) => ApiError::NotFound(masked(m)),
+        }
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         tracing::error!(error = %e, "database error");
@@ -98,12 +119,12 @@ impl From<crate::db::DbError> for ApiError {
 /// bodies) in the contract's shape instead of actix's plain-text defaults.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
-        .limit(crate::startup::MAX_BODY)
+        .limit(MAX_BODY)
         .error_handler(|err, _| {
             use actix_web::error::JsonPayloadError as E;
             match &err {
                 E::OverflowKnownLength { .. } | E::Overflow { .. } => {
-                    ApiError::PayloadTooLarge(crate::startup::MAX_BODY).into()
+                    ApiError::PayloadTooLarge(MAX_BODY).into()
                 }
                 E::ContentType => {
                     ApiError::UnsupportedMediaType("expected application/json".into()).into()
@@ -128,9 +149,14 @@ pub fn path_config() -> actix_web::web::PathConfig {
 /// Bad forms (the console's) in the contract's shape.
 pub fn form_config() -> actix_web::web::FormConfig {
     actix_web::web::FormConfig::default()
-        .limit(crate::startup::MAX_BODY)
+        .limit(MAX_BODY)
         .error_handler(|err, _| ApiError::BadRequest(format!("invalid form: {err}")).into())
 }
+
+/// `service.request_timeout_secs`, for [`deadline`] and the webhooks'
+/// body reads (app data, so that this module needs no configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimeout(pub u64);
 
 /// Middleware: a request is answered within three times
 /// `service.request_timeout_secs` (30 s by default), reading its body
@@ -144,8 +170,8 @@ pub async fn deadline(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let secs = req
-        .app_data::<actix_web::web::Data<crate::config::Settings>>()
-        .map_or(10, |s| s.service.request_timeout_secs);
+        .app_data::<actix_web::web::Data<RequestTimeout>>()
+        .map_or(10, |t| t.0);
     // No clone of the request here: a cloned request cannot be routed.
     let limit = std::time::Duration::from_secs(secs.saturating_mul(3));
     match tokio::time::timeout(limit, next.call(req)).await {

@@ -11,7 +11,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::{GenericClient, Pool};
-use serde::Serialize;
 
 use crate::config::{ProgramSettings, Settings};
 use crate::core::{
@@ -20,37 +19,8 @@ use crate::core::{
 };
 use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
 use crate::db::DbError;
-use crate::gateways::{KeywordHint, Origin, Part, ReceivedSms};
+use crate::gateways::{KeywordHint, Origin, Outcome, Part, ReceivedSms};
 use crate::msisdn::{Msisdn, Region};
-
-/// The answer for one message (CONTRACT §4, generic webhook).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// `accepted`, or `duplicate` for a gateway message id seen before.
-    pub status: &'static str,
-    /// keyward's id of the stored inbound message.
-    pub id: String,
-    pub program: Option<String>,
-    pub action: Option<String>,
-    pub state: Option<String>,
-    /// Said when the gateway's timestamp was not used as the time of
-    /// consent (more than [`MAX_BACKDATE_HOURS`] before arrival).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<&'static str>,
-}
-
-impl Outcome {
-    fn from_stored(status: &'static str, a: StoredAnswer) -> Self {
-        Self {
-            status,
-            id: a.inbound_id.to_string(),
-            program: a.program,
-            action: a.action,
-            state: a.state,
-            note: None,
-        }
-    }
-}
 
 /// How far before its arrival a gateway may date a message and have the
 /// ledger record that time as the moment of consent. Gateways that queued a
@@ -598,10 +568,22 @@ struct Prepared {
     hint: Option<KeywordHint>,
 }
 
+/// The webhook's answer for a stored (or duplicate) message.
+fn answered(status: &'static str, a: StoredAnswer) -> Outcome {
+    Outcome {
+        status,
+        id: a.inbound_id.to_string(),
+        program: a.program,
+        action: a.action,
+        state: a.state,
+        note: None,
+    }
+}
+
 fn outcome(applied: Applied) -> Result<Outcome, InboundError> {
     match applied {
-        Applied::Stored(answer) => Ok(Outcome::from_stored("accepted", answer)),
-        Applied::Duplicate(answer) => Ok(Outcome::from_stored("duplicate", answer)),
+        Applied::Stored(answer) => Ok(answered("accepted", answer)),
+        Applied::Duplicate(answer) => Ok(answered("duplicate", answer)),
         // Cannot happen while the subscriber row is locked; retryable if it does.
         Applied::Conflict => Err(InboundError::Db(DbError::Pool(
             "version changed while the subscriber row was locked".into(),

@@ -12,6 +12,9 @@ use prometheus::{
     TextEncoder,
 };
 
+/// Every HTTP worker's pool, for the metrics that describe them together.
+pub struct AllPools(pub Vec<Pool>);
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,

@@ -2,6 +2,7 @@
 //! their own database; `serve` builds it from the configuration.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -12,17 +13,74 @@ use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{middleware, web, App, HttpServer};
 use deadpool_postgres::Pool;
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings, MAX_REPLY_CHARS, SENDERS};
 use crate::error;
 use crate::gateways::Gateways;
+use crate::gateways::Senders;
 use crate::inbound::Inbound;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, AllPools, Metrics};
 use crate::routes::guard::AuthGuard;
 use crate::routes::staff_auth::StaffPool;
 use crate::routes::{console, health, staff_auth, support, webhooks};
 
-/// Largest request body accepted (CONTRACT §4: 413 above it).
-pub const MAX_BODY: usize = 64 * 1024;
+/// The configuration as `serve` and `check-config` take it: loaded and
+/// checked by itself ([`Settings::load`]), then by the components
+/// ([`check`]). Every problem comes back at once, one line each.
+pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+    let settings = Settings::load(path)?;
+    let problems = check(&settings);
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigError(problems))
+    }
+}
+
+/// What only the components can judge of a configuration that is valid by
+/// itself: that each short code's sender can send, that keys are keys, that
+/// the database URL is one, and that every reply fits the outbox.
+pub fn check(settings: &Settings) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(url) = &settings.database.url {
+        if let Err(e) = crate::db::Target::parse(url.expose(), settings.database.ca_file.as_deref())
+        {
+            problems.push(format!("database.url / DATABASE_URL: {e}"));
+        }
+    }
+    let senders = Senders::from_settings(settings);
+    for (i, s) in settings.shortcodes.iter().enumerate() {
+        if SENDERS.contains(&s.reply_via.as_str()) && senders.get(&s.reply_via).is_none() {
+            // Otherwise every reply would fail at send time, for good.
+            problems.push(format!(
+                "shortcodes[{i}] `{1}`: reply_via `{0}` cannot send: configure [gateways.{0}] with its sending credentials",
+                s.reply_via, s.code
+            ));
+        }
+    }
+    if let Some(t) = &settings.gateways.telnyx {
+        if crate::gateways::telnyx::parse_public_key(&t.public_key).is_none() {
+            problems.push(
+                "gateways.telnyx.public_key: must be the base64 Ed25519 public key (32 bytes)"
+                    .into(),
+            );
+        }
+    }
+    if problems.is_empty() {
+        // Every reply as it will be sent must fit the outbox (1,600
+        // characters, ten concatenated segments): a longer one could never
+        // be stored, and its inbound message would be refused (503) on
+        // every retry.
+        for (program, lang, kind, text) in Inbound::new(settings).sample_replies() {
+            let len = text.chars().count();
+            if len > MAX_REPLY_CHARS {
+                problems.push(format!(
+                    "programs `{program}`: the {lang} {kind} reply is {len} characters; at most {MAX_REPLY_CHARS}"
+                ));
+            }
+        }
+    }
+    problems
+}
 
 /// A bound, not yet running, HTTP server.
 pub struct Application {
@@ -92,6 +150,9 @@ impl Application {
                 .app_data(all_pools.clone())
                 .app_data(staff_pool.clone())
                 .app_data(guard.clone())
+                .app_data(web::Data::new(error::RequestTimeout(
+                    request_timeout.as_secs(),
+                )))
                 .app_data(metrics.clone())
                 .app_data(settings.clone())
                 .app_data(gateways.clone())
@@ -182,5 +243,90 @@ impl Application {
     }
 }
 
-/// Every HTTP worker's pool, for the metrics that describe them together.
-pub struct AllPools(pub Vec<Pool>);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` as a configuration file and runs both checks.
+    fn check_toml(text: &str, _env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let settings = Settings::from_sources(Some((Path::new("keyward.toml"), text)), &[])?;
+        let problems = check(&settings);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    #[test]
+    fn a_telnyx_key_must_be_a_key() {
+        let text = r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = { en = "weekly" }
+            [gateways.telnyx]
+            public_key = "not-a-key"
+        "#;
+        let err = check_toml(text, &[]).expect_err("invalid").to_string();
+        assert!(err.contains("gateways.telnyx.public_key"), "{err}");
+    }
+
+    #[test]
+    fn a_reply_longer_than_the_outbox_takes_is_refused() {
+        let long = format!(
+            r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = {{ en = "weekly" }}
+            [programs.replies.en]
+            help = "{} {{stop}}"
+        "#,
+            "x".repeat(1700)
+        );
+        let err = check_toml(&long, &[]).expect_err("too long").to_string();
+        assert!(err.contains("en help reply is"), "{err}");
+    }
+
+    #[test]
+    fn a_short_code_must_reply_through_a_sender_that_can_send() {
+        let text = r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "p"
+            reply_via = "kannel"
+            [[programs]]
+            name = "p"
+            brand = "B"
+            frequency = { en = "weekly" }
+            [gateways.kannel]
+            secret = "kannel-secret-0123456789"
+        "#;
+        let err = check_toml(text, &[])
+            .expect_err("no sendsms_url")
+            .to_string();
+        assert!(err.contains("reply_via `kannel` cannot send"), "{err}");
+        let with_url = text.replace(
+            "secret = \"kannel-secret-0123456789\"",
+            "secret = \"kannel-secret-0123456789\"\nsendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"",
+        );
+        let err = check_toml(&with_url, &[])
+            .expect_err("no sendsms-user")
+            .to_string();
+        assert!(err.contains("needs username and password"), "{err}");
+        let fixed = with_url.replace(
+            "sendsms_url",
+            "username = \"keyward\"\npassword = \"sendsms-password\"\nsendsms_url",
+        );
+        check_toml(&fixed, &[]).expect("valid with a sendsms_url and its user");
+        let in_url = with_url.replace("/sendsms", "/sendsms?username=keyward&password=pw");
+        check_toml(&in_url, &[]).expect("valid with the user in the URL");
+    }
+}

@@ -17,11 +17,10 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    check_timestamp, clip, hmac_matches, json_success, Gateway, Item, Origin, ReceivedSms,
+    check_timestamp, clip, hmac_matches, json_success, Gateway, Item, Origin, Outcome, ReceivedSms,
     WebhookError, WebhookRequest,
 };
 use crate::config::{GenericSettings, Secret};
-use crate::inbound::Outcome;
 
 /// Signatures older or newer than this are refused as replays.
 pub const WINDOW_SECS: i64 = 300;

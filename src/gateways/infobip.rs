@@ -11,11 +11,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    check_shared_secret, json_success, Gateway, Item, Origin, ReceivedSms, WebhookError,
+    check_shared_secret, json_success, Gateway, Item, Origin, Outcome, ReceivedSms, WebhookError,
     WebhookRequest,
 };
 use crate::config::{InfobipSettings, Secret};
-use crate::inbound::Outcome;
 
 pub struct Infobip {
     secrets: Vec<Secret>,

@@ -11,10 +11,10 @@ use actix_web::HttpResponse;
 
 use super::charset::{self, Coding};
 use super::{
-    check_shared_secret, Gateway, Item, Origin, RawForm, ReceivedSms, WebhookError, WebhookRequest,
+    check_shared_secret, Gateway, Item, Origin, Outcome, RawForm, ReceivedSms, WebhookError,
+    WebhookRequest,
 };
 use crate::config::{JasminSettings, Secret};
-use crate::inbound::Outcome;
 
 pub struct Jasmin {
     secrets: Vec<Secret>,

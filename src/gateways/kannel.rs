@@ -19,10 +19,10 @@ use chrono::{TimeZone, Utc};
 
 use super::charset::{self, Coding};
 use super::{
-    check_shared_secret, Gateway, Item, Origin, RawForm, ReceivedSms, WebhookError, WebhookRequest,
+    check_shared_secret, Gateway, Item, Origin, Outcome, RawForm, ReceivedSms, WebhookError,
+    WebhookRequest,
 };
 use crate::config::{KannelSettings, Secret};
-use crate::inbound::Outcome;
 
 pub struct Kannel {
     secrets: Vec<Secret>,

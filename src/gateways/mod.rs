@@ -17,8 +17,6 @@ use hmac::{KeyInit, Mac};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Secret, Settings};
-use crate::error::ApiError;
-use crate::inbound::Outcome;
 
 pub mod charset;
 pub mod generic;
@@ -30,6 +28,22 @@ pub mod plivo;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
+
+/// The answer for one message (CONTRACT §4, generic webhook).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// `accepted`, or `duplicate` for a gateway message id seen before.
+    pub status: &'static str,
+    /// keyward's id of the stored inbound message.
+    pub id: String,
+    pub program: Option<String>,
+    pub action: Option<String>,
+    pub state: Option<String>,
+    /// Said when the gateway's timestamp was not used as the time of
+    /// consent (more than `inbound::MAX_BACKDATE_HOURS` before arrival).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+}
 
 /// A webhook request as received, before anything is trusted.
 #[derive(Debug)]
@@ -219,22 +233,6 @@ pub enum WebhookError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     NotFound(String),
-}
-
-/// Messages may quote what the gateway sent (a parser's "invalid type:
-/// integer `6281234567890`"): numbers in them are masked, for the answer
-/// and the log alike.
-impl From<WebhookError> for ApiError {
-    fn from(e: WebhookError) -> Self {
-        let masked = |m: String| crate::telemetry::mask_numbers(&m).into_owned();
-        match e {
-            WebhookError::BadRequest(m) => ApiError::BadRequest(masked(m)),
-            WebhookError::Unauthorized(m) => ApiError::Unauthorized(masked(m)),
-            WebhookError::Forbidden(m) => ApiError::Forbidden(masked(m)),
-            WebhookError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(masked(m)),
-            WebhookError::NotFound(m) => ApiError::NotFound(masked(m)),
-        }
-    }
 }
 
 pub trait Gateway: Send + Sync {

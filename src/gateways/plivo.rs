@@ -14,11 +14,10 @@ use hmac::Hmac;
 use sha2::Sha256;
 
 use super::{
-    fields_json, hmac_matches, json_success, required, Gateway, Item, Origin, ReceivedSms,
+    fields_json, hmac_matches, json_success, required, Gateway, Item, Origin, Outcome, ReceivedSms,
     WebhookError, WebhookRequest,
 };
 use crate::config::{PlivoSettings, Secret};
-use crate::inbound::Outcome;
 
 pub struct Plivo {
     tokens: Vec<Secret>,

@@ -14,10 +14,10 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::Value;
 
 use super::{
-    check_timestamp, json_success, Gateway, Item, Origin, ReceivedSms, WebhookError, WebhookRequest,
+    check_timestamp, json_success, Gateway, Item, Origin, Outcome, ReceivedSms, WebhookError,
+    WebhookRequest,
 };
 use crate::config::TelnyxSettings;
-use crate::inbound::Outcome;
 
 pub const WINDOW_SECS: i64 = 300;
 

@@ -17,10 +17,9 @@ use sha2::{Digest, Sha256};
 
 use super::{
     field, fields_json, hmac_matches, required, secret_eq, Gateway, Item, KeywordHint, Origin,
-    ReceivedSms, WebhookError, WebhookRequest,
+    Outcome, ReceivedSms, WebhookError, WebhookRequest,
 };
 use crate::config::{Secret, TwilioSettings};
-use crate::inbound::Outcome;
 
 pub struct Twilio {
     account_sid: String,

@@ -15,10 +15,9 @@ use md5::{Digest, Md5};
 
 use super::{
     check_timestamp, field, fields_json, hmac_matches, required, secret_eq, Gateway, Item, Origin,
-    Part, ReceivedSms, WebhookError, WebhookRequest,
+    Outcome, Part, ReceivedSms, WebhookError, WebhookRequest,
 };
 use crate::config::{Secret, VonageSettings, VonageSignatureMethod};
-use crate::inbound::Outcome;
 
 pub const WINDOW_SECS: i64 = 300;
 

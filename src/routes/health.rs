@@ -48,7 +48,7 @@ pub async fn metrics(
     req: HttpRequest,
     metrics: web::Data<Metrics>,
     pool: web::Data<Pool>,
-    pools: web::Data<crate::startup::AllPools>,
+    pools: web::Data<crate::metrics::AllPools>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(expected) = &settings.service.metrics_token {

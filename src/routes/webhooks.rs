@@ -7,9 +7,9 @@ use deadpool_postgres::Pool;
 use crate::error::ApiError;
 use std::sync::Arc;
 
+use crate::error::MAX_BODY;
 use crate::gateways::{Gateway, Gateways, Item, WebhookRequest};
 use crate::inbound::{Inbound, InboundError};
-use crate::startup::MAX_BODY;
 
 /// The configured gateway named in the path, and the body (at most
 /// `MAX_BODY`).
@@ -34,8 +34,8 @@ async fn read(
     // A body that does not arrive in time is refused before the gateway
     // adapter or the database see anything.
     let secs = req
-        .app_data::<web::Data<crate::config::Settings>>()
-        .map_or(10, |s| s.service.request_timeout_secs);
+        .app_data::<web::Data<crate::error::RequestTimeout>>()
+        .map_or(10, |t| t.0);
     let body = tokio::time::timeout(
         std::time::Duration::from_secs(secs),
         payload.to_bytes_limited(MAX_BODY),

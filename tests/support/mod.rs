@@ -142,6 +142,11 @@ pub fn test_settings(customise: impl FnOnce(&mut Settings)) -> Settings {
     settings.service.max_auth_failures_per_minute = 100_000;
     customise(&mut settings);
     settings.validate().expect("test settings are valid");
+    let problems = keyward::startup::check(&settings);
+    assert!(
+        problems.is_empty(),
+        "test settings pass the components' checks: {problems:?}"
+    );
     settings
 }
 

@@ -188,17 +188,18 @@ impl Inbound {
         })
     }
 
-    /// The short code a message was sent to (`3344`, `+3344`); the first
-    /// configured one when none matches.
-    fn shortcode(&self, to: &str) -> &Shortcode {
+    /// The short code a message was sent to (`3344`, `+3344`), and `true`;
+    /// when none matches, the first configured one (for the reply) and
+    /// `false`.
+    fn shortcode(&self, to: &str) -> (&Shortcode, bool) {
         fn bare(s: &str) -> &str {
             s.trim().trim_start_matches('+')
         }
         let to = bare(to);
-        self.shortcodes
-            .iter()
-            .find(|s| bare(&s.code) == to)
-            .unwrap_or(&self.shortcodes[0])
+        match self.shortcodes.iter().find(|s| bare(&s.code) == to) {
+            Some(code) => (code, true),
+            None => (&self.shortcodes[0], false),
+        }
     }
 
     /// Checks and cleans what the gateway gave: the number in E.164, no NUL
@@ -272,6 +273,7 @@ impl Inbound {
         if backdated {
             answer.note = Some(BACKDATED_NOTE);
         }
+        answer.unrouted = !m.routed;
         Ok(answer)
     }
 
@@ -315,6 +317,7 @@ impl Inbound {
                 action: None,
                 state: None,
                 note: None,
+                unrouted: false,
             });
         };
         let whole = Prepared {
@@ -339,7 +342,9 @@ impl Inbound {
             q::mark_parts_assembled(&tx, &ids, a.inbound_id).await?;
         }
         tx.commit().await.map_err(DbError::from)?;
-        outcome(applied)
+        let mut answer = outcome(applied)?;
+        answer.unrouted = !m.routed;
+        Ok(answer)
     }
 
     fn message<'a>(
@@ -357,7 +362,8 @@ impl Inbound {
             sent_at: p.sent_at,
             raw: &p.raw,
             classification,
-            shortcode: self.shortcode(&p.to),
+            shortcode: self.shortcode(&p.to).0,
+            routed: self.shortcode(&p.to).1,
             gateway_answered: p.hint,
         }
     }
@@ -387,7 +393,7 @@ impl Inbound {
             program: plan.program.as_deref(),
             keyword: m.classification.keyword.as_deref(),
             language: m.classification.language.map(Language::as_str),
-            result_state: Some(plan.state.as_str()),
+            result_state: plan.state.map(State::as_str),
             outcome: plan.outcome,
             changes: plan.changes,
             reply: plan.reply.as_ref().map(|(program, kind, text)| q::Reply {
@@ -405,7 +411,17 @@ impl Inbound {
     fn plan(&self, m: &Message<'_>, stored: &StoredFacts, now: DateTime<Utc>) -> Plan {
         let c = m.classification;
         let home = m.shortcode.program.as_str();
-        let targets: Vec<&str> = if c.action == Action::OptOutAll {
+        if !m.routed && !c.action.is_opt_out() {
+            return Plan {
+                action: c.action,
+                program: None,
+                state: None,
+                outcome: "no_change",
+                changes: vec![],
+                reply: None,
+            };
+        }
+        let targets: Vec<&str> = if c.action == Action::OptOutAll || !m.routed {
             // Every configured program and any program the number is in.
             let mut all: BTreeSet<&str> = self.programs.keys().map(String::as_str).collect();
             all.extend(stored.programs.iter().map(|p| p.program.as_str()));
@@ -486,7 +502,7 @@ impl Inbound {
             Plan {
                 action: d.action,
                 program: Some(targets[0].to_owned()),
-                state: d.next_state,
+                state: Some(d.next_state),
                 outcome: d.outcome.as_str(),
                 changes,
                 reply,
@@ -495,7 +511,7 @@ impl Inbound {
             Plan {
                 action: Action::OptOutAll,
                 program: None,
-                state: State::Unsubscribed,
+                state: Some(State::Unsubscribed),
                 outcome: if changes.is_empty() {
                     "no_change"
                 } else {
@@ -577,6 +593,7 @@ fn answered(status: &'static str, a: StoredAnswer) -> Outcome {
         action: a.action,
         state: a.state,
         note: None,
+        unrouted: false,
     }
 }
 
@@ -613,6 +630,10 @@ struct Message<'a> {
     raw: &'a serde_json::Value,
     classification: &'a Classification,
     shortcode: &'a Shortcode,
+    /// Sent to a configured short code? A message to any other number is
+    /// stored but changes nothing, except an opt-out: that one is honoured
+    /// for every program, so a routing mistake never loses a stop.
+    routed: bool,
     /// What a gateway that classified the keyword itself (Twilio's
     /// Advanced Opt-Out) took it for: it has answered that already.
     gateway_answered: Option<KeywordHint>,
@@ -621,7 +642,9 @@ struct Message<'a> {
 struct Plan {
     action: Action,
     program: Option<String>,
-    state: State,
+    /// `None` when nothing was decided (a message to no configured short
+    /// code that is not an opt-out).
+    state: Option<State>,
     outcome: &'static str,
     changes: Vec<q::Change>,
     /// (program, kind, text)

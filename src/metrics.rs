@@ -27,6 +27,8 @@ pub struct Metrics {
     /// opted_out, cancelled).
     pub sends: IntCounterVec,
     pub send_latency: HistogramVec,
+    /// Inbound messages sent to a number that is no configured short code.
+    pub unrouted: prometheus::IntCounter,
     outbox: IntGaugeVec,
     /// When the outbox gauges were last read from the database.
     outbox_read_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -100,8 +102,14 @@ impl Metrics {
             &["status"],
         )
         .expect("static metric definition");
+        let unrouted = prometheus::IntCounter::new(
+            "inbound_unrouted_total",
+            "Inbound messages to a number that is no configured short code (stored; only an opt-out applied)",
+        )
+        .expect("static metric definition");
         let metrics = Self {
             sends,
+            unrouted,
             send_latency,
             outbox,
             outbox_read_at: std::sync::Mutex::new(None),
@@ -122,6 +130,7 @@ impl Metrics {
             Box::new(metrics.pool_waiting.clone()),
             Box::new(metrics.sends.clone()),
             Box::new(metrics.send_latency.clone()),
+            Box::new(metrics.unrouted.clone()),
             Box::new(metrics.outbox.clone()),
         ] {
             metrics

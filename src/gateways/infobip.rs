@@ -47,7 +47,12 @@ fn read(result: &Value) -> Result<ReceivedSms, String> {
         id: text("messageId")?,
         from: Origin::International(text("from")?),
         to: text("to")?,
-        text: text("text")?,
+        // A message with media only (MMS) has no `text`: stored with an
+        // empty one (read as unknown, so it changes nothing).
+        text: match result.get("text") {
+            None | Some(Value::Null) => String::new(),
+            _ => text("text")?,
+        },
         sent_at: result["receivedAt"].as_str().and_then(parse_time),
         raw: result.clone(),
         hint: None,

@@ -39,18 +39,21 @@ impl Gateway for Jasmin {
             req.require_content_type(&["application/x-www-form-urlencoded"])?;
         }
         let form = RawForm::of(req);
-        let coding = Coding::from_smpp(&form.text("coding").unwrap_or_default());
+        let text_of = |name: &str| {
+            form.bytes_any_case(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let coding = Coding::from_smpp(&text_of("coding").unwrap_or_default());
         // `binary` is exact; `content` is what Jasmin made of it.
-        let bytes = form
-            .text("binary")
+        let bytes = text_of("binary")
             .and_then(|hex_text| hex::decode(hex_text.trim()).ok())
-            .or_else(|| form.bytes("content").map(<[u8]>::to_vec));
+            .or_else(|| form.bytes_any_case("content").map(<[u8]>::to_vec));
         let text = bytes.map(|b| charset::decode(&b, coding));
         let item = (|| {
             Ok::<_, String>(ReceivedSms {
-                id: form.required("id")?,
-                from: Origin::Any(form.required("from")?),
-                to: form.required("to")?,
+                id: form.required_any_case("id")?,
+                from: Origin::Any(form.required_any_case("from")?),
+                to: form.required_any_case("to")?,
                 text: text.clone().ok_or("missing field `content`")?,
                 sent_at: None,
                 raw: form.evidence("content", text.as_deref()),

@@ -43,6 +43,10 @@ pub struct Outcome {
     /// consent (more than `inbound::MAX_BACKDATE_HOURS` before arrival).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,
+    /// Sent to a number that is no configured short code (counted in
+    /// `/metrics`, not part of the answer).
+    #[serde(skip)]
+    pub unrouted: bool,
 }
 
 /// A webhook request as received, before anything is trusted.
@@ -169,6 +173,25 @@ impl RawForm {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// Like [`RawForm::bytes`], ignoring ASCII case in the name (Jasmin's
+    /// `from`/`to` arrive as `From`/`To` from some set-ups).
+    pub fn bytes_any_case(&self, name: &str) -> Option<&[u8]> {
+        self.bytes(name).or_else(|| {
+            self.pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice())
+        })
+    }
+
+    /// A non-empty parameter whatever the case of its name.
+    pub fn required_any_case(&self, name: &str) -> Result<String, String> {
+        self.bytes_any_case(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("missing field `{name}`"))
     }
 
     pub fn text(&self, name: &str) -> Option<String> {

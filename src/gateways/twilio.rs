@@ -156,10 +156,14 @@ impl Gateway for Twilio {
             let id = field(&fields, "MessageSid")
                 .or_else(|| field(&fields, "SmsSid"))
                 .ok_or("missing field `MessageSid`")?;
+            // An MMS may carry media and no text: stored with an empty
+            // text (read as unknown, so it changes nothing).
+            let media = field(&fields, "NumMedia").is_some_and(|n| n.trim() != "0");
             let body = fields
                 .iter()
                 .find(|(k, _)| k == "Body")
                 .map(|(_, v)| v.clone())
+                .or_else(|| media.then(String::new))
                 .ok_or("missing field `Body`")?;
             Ok::<_, String>(ReceivedSms {
                 id: id.to_owned(),

@@ -94,6 +94,11 @@ impl Gateway for Vonage {
     }
 
     fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
+        // Saving the webhook URL in Vonage's dashboard checks it with a
+        // bare GET: answered 200, nothing stored.
+        if req.method == actix_web::http::Method::GET && req.query.trim().is_empty() {
+            return Ok(vec![]);
+        }
         let params = if req.method == actix_web::http::Method::GET {
             req.form_fields()
         } else {

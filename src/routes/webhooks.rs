@@ -69,6 +69,7 @@ pub async fn receive(
     gateways: web::Data<Gateways>,
     inbound: web::Data<Inbound>,
     pool: web::Data<Pool>,
+    metrics: web::Data<crate::metrics::Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let now = Utc::now();
@@ -91,7 +92,12 @@ pub async fn receive(
             }
         };
         match handled {
-            Ok(outcome) => outcomes.push(outcome),
+            Ok(outcome) => {
+                if outcome.unrouted {
+                    metrics.unrouted.inc();
+                }
+                outcomes.push(outcome)
+            }
             Err(InboundError::Invalid(reason)) => invalid.push(reason),
             // The gateway retries the whole request later; what was stored
             // before is then a duplicate.

@@ -866,8 +866,83 @@ async fn hostile_input_never_gets_a_500() {
                 .send()
                 .await
                 .unwrap();
-            assert!(allowed.contains(&res.status().as_u16()), "GET {gateway}");
+            // Vonage checks its webhook URL with a bare GET: 200, nothing
+            // stored (checked below with every other refusal).
+            let status = res.status().as_u16();
+            assert!(
+                allowed.contains(&status) || (gateway == "vonage" && status == 200),
+                "GET {gateway}: {status}"
+            );
         }
     }
     assert_eq!(app.count("SELECT count(*) FROM inbound_messages").await, 0);
+}
+
+// --- real payloads other receivers accept (issue #13, point 6) -----------
+
+#[tokio::test]
+async fn media_without_text_is_stored_empty_and_changes_nothing() {
+    let app = app().await;
+    let url = format!("{PUBLIC_URL}/webhooks/twilio");
+    let mut params = twilio_params("MM1", NUMBER, "");
+    params.retain(|(k, _)| *k != "Body" && *k != "NumMedia");
+    params.extend([
+        ("NumMedia", "1"),
+        ("MediaUrl0", "https://api.twilio.com/media/ME1"),
+        ("MediaContentType0", "image/jpeg"),
+    ]);
+    let res = app
+        .twilio(&params, Some(twilio_signature(&url, &params)))
+        .await;
+    assert_eq!(res.status(), 200, "an MMS with no Body is a message");
+    let (_, text, action) = app.stored("twilio", "MM1").await.expect("stored");
+    assert_eq!((text.as_str(), action.as_deref()), ("", Some("unknown")));
+
+    let res = app
+        .infobip(
+            &json!({"results": [{"messageId": "ib-mms", "from": "6281234567890", "to": "3344",
+                                  "receivedAt": "2026-11-23T10:00:00.000+0000"}]}),
+            SHARED,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, text, action) = app.stored("infobip", "ib-mms").await.expect("stored");
+    assert_eq!((text.as_str(), action.as_deref()), ("", Some("unknown")));
+    assert_eq!(
+        app.count("SELECT count(*) FROM subscription_events").await,
+        0,
+        "no state changed"
+    );
+}
+
+#[tokio::test]
+async fn vonages_url_check_is_answered_and_stores_nothing() {
+    let app = app().await;
+    let res = app
+        .http
+        .get(app.url("/webhooks/vonage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.count("SELECT count(*) FROM inbound_messages").await, 0);
+}
+
+#[tokio::test]
+async fn jasmin_field_names_match_whatever_their_case() {
+    let app = app().await;
+    let p = [
+        ("Id", "j-case"),
+        ("From", "6281234567890"),
+        ("To", "3344"),
+        ("Coding", "0"),
+        ("Content", "MAU"),
+    ];
+    let res = app.jasmin(&p, Some(("jasmin", SHARED))).await;
+    assert_eq!(res.status(), 200);
+    let (msisdn, text, action) = app.stored("jasmin", "j-case").await.expect("stored");
+    assert_eq!(
+        (msisdn.as_str(), text.as_str(), action.as_deref()),
+        (NUMBER, "MAU", Some("opt_in"))
+    );
 }

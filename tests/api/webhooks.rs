@@ -410,18 +410,44 @@ async fn an_unconfigured_gateway_is_404() {
     assert_eq!(res.status(), 404);
 }
 
+/// A message to a number that is no configured short code (a routing
+/// mistake at the gateway) is stored and answered, changes nothing — but a
+/// stop is never lost: it leaves every program, and its goodbye comes from
+/// the configured short code that its text names.
 #[tokio::test]
-async fn a_reply_to_an_unknown_number_comes_from_the_short_code_it_names() {
+async fn a_message_to_an_unknown_number_changes_nothing_but_a_stop() {
     let app = spawn_app().await;
-    let res = app
-        .post_generic(&json!({"id": "to-other", "from": "+6281234567890",
-                              "to": "+6281100009999", "text": "MAU"}))
-        .await;
+    let to_other = |id: &str, text: &str| json!({"id": id, "from": "+6281234567890", "to": "+6281100009999", "text": text});
+    let res = app.post_generic(&to_other("other-1", "MAU")).await;
     assert_eq!(res.status(), 200);
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    assert!(answer["state"].is_null(), "nothing decided: {answer}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM subscription_events").await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox").await,
+        0,
+        "no reply"
+    );
+
+    app.text("+6281234567890", "MAU").await;
+    let res = app.post_generic(&to_other("other-2", "STOP")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        state(&app, "+6281234567890", "default").await.as_deref(),
+        Some("unsubscribed"),
+        "the stop is honoured"
+    );
     let row = app
         .db()
         .await
-        .query_one("SELECT shortcode, text FROM outbox", &[])
+        .query_one(
+            "SELECT shortcode, text FROM outbox WHERE kind = 'goodbye'",
+            &[],
+        )
         .await
         .unwrap();
     let (from, text): (String, String) = (row.get(0), row.get(1));
@@ -430,13 +456,21 @@ async fn a_reply_to_an_unknown_number_comes_from_the_short_code_it_names() {
     let addressed: String = app
         .db()
         .await
-        .query_one("SELECT shortcode FROM inbound_messages", &[])
+        .query_one(
+            "SELECT shortcode FROM inbound_messages WHERE gateway_message_id = 'other-2'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(
         addressed, "+6281100009999",
         "the message keeps where it was sent"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("keyward_inbound_unrouted_total 2"),
+        "both are counted: {metrics}"
     );
 }
 

@@ -24,6 +24,13 @@ pub fn secrets(s: &str) -> Secrets {
 pub fn all_gateways() -> Settings {
     test_settings(|s| {
         s.service.public_url = Some(PUBLIC_URL.into());
+        // Twilio, Plivo and Telnyx address messages to the long number.
+        s.shortcodes.push(config::ShortcodeSettings {
+            code: "6281100003344".into(),
+            program: s.shortcodes[0].program.clone(),
+            reply_via: "log".into(),
+            language: "id".into(),
+        });
         let telnyx_public = ed25519_dalek::SigningKey::from_bytes(&TELNYX_SEED).verifying_key();
         s.gateways = config::GatewaySettings {
             twilio: Some(config::TwilioSettings {

@@ -55,6 +55,10 @@ max_messages_per_number_per_minute = 0
 code = "3344"
 program = "promo"
 reply_via = "generic"
+[[shortcodes]]          # the number Twilio addresses messages to
+code = "+6281100003344"
+program = "promo"
+reply_via = "generic"
 [[programs]]
 name = "promo"
 brand = "Toko Maju"

@@ -353,6 +353,7 @@ impl Inbound {
         classification: &'a Classification,
         gateway: &'static str,
     ) -> Message<'a> {
+        let (shortcode, routed) = self.shortcode(&p.to);
         Message {
             msisdn: &p.msisdn,
             gateway,
@@ -362,8 +363,8 @@ impl Inbound {
             sent_at: p.sent_at,
             raw: &p.raw,
             classification,
-            shortcode: self.shortcode(&p.to).0,
-            routed: self.shortcode(&p.to).1,
+            shortcode,
+            routed,
             gateway_answered: p.hint,
         }
     }

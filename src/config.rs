@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".keyward";
-/// The outbox's limit on a reply's length (sql/V1__schema.sql).
+/// The outbox's limit on a reply's length (the `sms_text` domain,
+/// sql/V5__domains.sql).
 pub const MAX_REPLY_CHARS: usize = 1600;
 pub const SENDERS: [&str; 9] = [
     "twilio", "vonage", "plivo", "telnyx", "infobip", "kannel", "jasmin", "generic", "log",

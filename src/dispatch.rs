@@ -414,8 +414,9 @@ impl Dispatcher {
         })
     }
 
-    /// Exponential backoff with full jitter: a random time between half and
-    /// all of base·2^(attempts-1), capped.
+    /// Exponential backoff with "equal" jitter: a random time between half
+    /// and all of base·2^(attempts-1), capped (never retried at once, as
+    /// full jitter could).
     fn backoff(&self, attempts: i32) -> Duration {
         let exp = self.settings.backoff_base_secs * 2f64.powi(attempts.clamp(1, 30) - 1);
         let capped = exp.min(self.settings.backoff_max_secs);

@@ -152,8 +152,8 @@ pub struct Facts {
     pub last_goodbye_at: Option<DateTime<Utc>>,
     /// Last fallback reply sent or queued to this number.
     pub last_fallback_at: Option<DateTime<Utc>>,
-    /// Times this number sent this same normalised text in the last hour,
-    /// not counting this one.
+    /// Times this number sent this same text, exactly as received, in the
+    /// last hour, not counting this one.
     pub same_text_last_hour: u32,
     /// The message's own gateway timestamp, if the gateway gave one.
     pub sent_at: Option<DateTime<Utc>>,

@@ -3,8 +3,9 @@
 //! Each adapter turns its gateway's native webhook request into
 //! [`ReceivedSms`] values (authenticating it on the way) and renders the
 //! success body that gateway expects. Adapters do no IO: a request goes in,
-//! messages or an error come out, which makes each one a table-driven unit
-//! test over real payloads.
+//! messages or an error come out, so each can be driven without a server
+//! or a database — `tests/fuzz.rs` does, with mutations of real payload
+//! shapes; `tests/api/gateways.rs` runs them over HTTP.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -157,8 +157,8 @@ pub struct ServiceSettings {
     /// Addresses or networks (`10.0.0.0/8`, `127.0.0.1`) of reverse proxies
     /// whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed. Anyone
     /// else's are ignored.
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Failed authentications (bad tokens, failed console sign-ins) one
     /// client address may have per minute before it gets 429.
     #[serde(default = "default_auth_failures")]
@@ -172,15 +172,18 @@ pub struct ServiceSettings {
     pub max_connections: usize,
 }
 
-impl ServiceSettings {
-    /// `trusted_proxies` parsed (validated at start-up; bad entries are
-    /// reported there and left out here).
-    pub fn proxies(&self) -> Vec<ipnet::IpNet> {
-        self.trusted_proxies
-            .iter()
-            .filter_map(|p| parse_net(p))
-            .collect()
-    }
+/// `trusted_proxies`: each an address or a network, parsed once at load.
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|raw| {
+            parse_net(raw).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{raw}` is not an address or network such as 10.0.0.0/8"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// An address (`127.0.0.1`, `::1`) or a network (`10.0.0.0/8`).
@@ -617,13 +620,6 @@ impl Settings {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 problems.push(format!(
                     "service.public_url: `{url}` must start with https:// or http://"
-                ));
-            }
-        }
-        for p in &self.service.trusted_proxies {
-            if parse_net(p).is_none() {
-                problems.push(format!(
-                    "service.trusted_proxies: `{p}` is not an address or network such as 10.0.0.0/8"
                 ));
             }
         }
@@ -1140,6 +1136,32 @@ mod tests {
         .expect_err("both")
         .to_string();
         assert!(err.contains("remove one of them"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_parsed_at_load() {
+        let s = from_toml(&format!("{ONLY_TWILIO}\n"), &[]).expect("valid");
+        assert!(s.service.trusted_proxies.is_empty());
+        let with = ONLY_TWILIO.replace(
+            "[service]",
+            "[service]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\"]",
+        );
+        let s = from_toml(&with, &[]).expect("valid");
+        let shown: Vec<String> = s
+            .service
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let bad = ONLY_TWILIO.replace("[service]", "[service]\ntrusted_proxies = [\"nginx\"]");
+        let err = from_toml(&bad, &[])
+            .expect_err("not an address")
+            .to_string();
+        assert!(
+            err.contains("`nginx` is not an address or network"),
+            "{err}"
+        );
     }
 
     #[test]

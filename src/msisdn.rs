@@ -145,8 +145,8 @@ impl fmt::Display for Msisdn {
 /// Error messages echo at most a few dozen characters of the input, masked:
 /// they reach logs and answers, and the input may be someone's number.
 fn clip(s: &str) -> String {
-    let clipped: String = s.chars().take(32).collect();
-    crate::telemetry::Masked(&clipped).to_string()
+    use crate::telemetry::{clip, Masked, QUOTED_CHARS};
+    Masked(clip(s, QUOTED_CHARS)).to_string()
 }
 
 #[cfg(test)]

@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     /// Loads `text` as a configuration file and runs both checks.
-    fn check_toml(text: &str, _env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    fn check_toml(text: &str) -> Result<Settings, ConfigError> {
         let settings = Settings::from_sources(Some((Path::new("keyward.toml"), text)), &[])?;
         let problems = check(&settings);
         if problems.is_empty() {
@@ -271,7 +271,7 @@ mod tests {
             [gateways.telnyx]
             public_key = "not-a-key"
         "#;
-        let err = check_toml(text, &[]).expect_err("invalid").to_string();
+        let err = check_toml(text).expect_err("invalid").to_string();
         assert!(err.contains("gateways.telnyx.public_key"), "{err}");
     }
 
@@ -291,7 +291,7 @@ mod tests {
         "#,
             "x".repeat(1700)
         );
-        let err = check_toml(&long, &[]).expect_err("too long").to_string();
+        let err = check_toml(&long).expect_err("too long").to_string();
         assert!(err.contains("en help reply is"), "{err}");
     }
 
@@ -309,15 +309,13 @@ mod tests {
             [gateways.kannel]
             secret = "kannel-secret-0123456789"
         "#;
-        let err = check_toml(text, &[])
-            .expect_err("no sendsms_url")
-            .to_string();
+        let err = check_toml(text).expect_err("no sendsms_url").to_string();
         assert!(err.contains("reply_via `kannel` cannot send"), "{err}");
         let with_url = text.replace(
             "secret = \"kannel-secret-0123456789\"",
             "secret = \"kannel-secret-0123456789\"\nsendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"",
         );
-        let err = check_toml(&with_url, &[])
+        let err = check_toml(&with_url)
             .expect_err("no sendsms-user")
             .to_string();
         assert!(err.contains("needs username and password"), "{err}");
@@ -325,8 +323,8 @@ mod tests {
             "sendsms_url",
             "username = \"keyward\"\npassword = \"sendsms-password\"\nsendsms_url",
         );
-        check_toml(&fixed, &[]).expect("valid with a sendsms_url and its user");
+        check_toml(&fixed).expect("valid with a sendsms_url and its user");
         let in_url = with_url.replace("/sendsms", "/sendsms?username=keyward&password=pw");
-        check_toml(&in_url, &[]).expect("valid with the user in the URL");
+        check_toml(&in_url).expect("valid with the user in the URL");
     }
 }

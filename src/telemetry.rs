@@ -43,6 +43,18 @@ pub fn init_for_tests() {
         .try_init();
 }
 
+/// At most `max` characters of `s`: what an error message or an audit row
+/// may quote of an input (the one clip of the crate).
+pub fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+/// How many characters of a user's input error messages quote.
+pub const QUOTED_CHARS: usize = 32;
+
 /// A phone number as it may appear in logs: `+6281*******90`.
 ///
 /// Digits are what identify a subscriber, so digits are what is counted:
@@ -84,30 +96,37 @@ impl fmt::Display for Masked<'_> {
     }
 }
 
+/// The runs of ASCII digits in `text`, as byte ranges.
+fn digit_runs(text: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        (start < i).then_some(start..i)
+    })
+}
+
 /// `text` with every run of 8 or more digits (and a `+` before it) masked
 /// as a phone number would be: for messages that quote input.
 pub fn mask_numbers(text: &str) -> std::borrow::Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
-    let (mut i, mut copied) = (0, 0);
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = if i > 0 && bytes[i - 1] == b'+' {
-            i - 1
+    let mut copied = 0;
+    for run in digit_runs(text).filter(|r| r.len() >= 8) {
+        let start = if run.start > 0 && bytes[run.start - 1] == b'+' {
+            run.start - 1
         } else {
-            i
+            run.start
         };
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i - start >= 8 {
-            out.push_str(&text[copied..start]);
-            out.push_str(&Masked(&text[start..i]).to_string());
-            copied = i;
-        }
+        out.push_str(&text[copied..start]);
+        out.push_str(&Masked(&text[start..run.end]).to_string());
+        copied = run.end;
     }
     if copied == 0 {
         return std::borrow::Cow::Borrowed(text);
@@ -122,31 +141,16 @@ pub fn mask_numbers(text: &str) -> std::borrow::Cow<'_, str> {
 /// tests' log guard; timestamps in seconds have 10 digits and pass.
 pub fn looks_like_a_number(line: &str) -> bool {
     let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = i - start;
-        let before = start.checked_sub(1).map(|j| bytes[j]);
-        let after = bytes.get(i).copied();
-        let word = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if before == Some(b'+') && run >= 8 {
-            return true;
-        }
+    let word = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    digit_runs(line).any(|run| {
+        let before = run.start.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(run.end).copied();
         // A run after `-` or `.` is part of a token (the last group of a
         // UUID, a fraction), not a number written on its own.
         let joined = matches!(before, Some(b'-' | b'.'));
-        if (11..=15).contains(&run) && !word(before) && !word(after) && !joined {
-            return true;
-        }
-    }
-    false
+        (before == Some(b'+') && run.len() >= 8)
+            || ((11..=15).contains(&run.len()) && !word(before) && !word(after) && !joined)
+    })
 }
 
 /// The tests' writer: every line goes to the test harness's capture, and a

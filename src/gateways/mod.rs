@@ -475,10 +475,7 @@ pub fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
         .collect())
 }
 
-/// At most `n` characters of `s`, for error messages.
-pub fn clip(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
+pub use crate::telemetry::clip;
 
 /// The default JSON success body: `{"status": …, "id": …, …}` for one
 /// message, `{"results": [...]}` for several.

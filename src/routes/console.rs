@@ -55,11 +55,8 @@ pub fn session_cookie(value: &str, secure: bool, max_age_secs: i64) -> String {
 /// Did the browser use HTTPS? Believed from `X-Forwarded-Proto` only when
 /// a configured trusted proxy sent it.
 fn is_https(req: &HttpRequest) -> bool {
-    let proxies = req
-        .app_data::<web::Data<Settings>>()
-        .map(|s| s.service.proxies())
-        .unwrap_or_default();
-    forwarded_https(req, &proxies)
+    let proxies = req.app_data::<web::Data<Settings>>();
+    forwarded_https(req, proxies.map_or(&[], |s| &s.service.trusted_proxies[..]))
 }
 
 fn redirect(to: &str) -> HttpResponse {

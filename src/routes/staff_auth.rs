@@ -64,7 +64,7 @@ pub fn note_failed(req: &HttpRequest) {
 /// The client, as the failure allowance counts it.
 fn client_of(req: &HttpRequest) -> Option<std::net::IpAddr> {
     match req.app_data::<web::Data<Settings>>() {
-        Some(settings) => client_addr(req, &settings.service.proxies()),
+        Some(settings) => client_addr(req, &settings.service.trusted_proxies),
         None => req.peer_addr().map(|a| a.ip()),
     }
 }
@@ -197,7 +197,7 @@ pub async fn audit(
         .unwrap_or_else(|| "unmatched".to_owned());
     let query = http.query_string();
     let detail = (!query.is_empty()).then(|| {
-        let clipped = crate::staff::clip_chars(query, AUDIT_QUERY_CHARS);
+        let clipped = crate::telemetry::clip(query, AUDIT_QUERY_CHARS);
         if clipped.len() < query.len() {
             serde_json::json!({ "query": clipped, "query_bytes": query.len() })
         } else {

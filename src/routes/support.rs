@@ -17,6 +17,7 @@ use crate::msisdn::{Msisdn, Region};
 use crate::routes::staff_auth::{client, note_number, require};
 use crate::staff::view::{NewToken, OptOutResult, Stats, Subscriber, SubscriberPage, TokenInfo};
 use crate::staff::{self, new_token, Role, Staff, TimelineCursor, TokenName};
+use crate::telemetry::{clip, QUOTED_CHARS};
 
 /// The number in the path, in any common form, as E.164 (400 otherwise).
 pub fn parse_number(raw: &str, settings: &Settings) -> Result<Msisdn, ApiError> {
@@ -114,7 +115,7 @@ pub async fn list(
     let state = optional(query.state.as_deref(), |s| {
         s.parse::<State>()
             .map(State::as_str)
-            .map_err(|_| format!("`{}` is not a state", clip(s)))
+            .map_err(|_| format!("`{}` is not a state", clip(s, QUOTED_CHARS)))
     })?;
     let cursor = optional(query.cursor.as_deref(), staff::list_cursor)?;
     let limit = staff::page_limit(query.limit, 100, 1000).map_err(ApiError::BadRequest)?;
@@ -164,7 +165,7 @@ pub fn check_opt_out(
         Some(p) => {
             return Err(ApiError::BadRequest(format!(
                 "`{}` is not a configured program",
-                clip(p)
+                clip(p, QUOTED_CHARS)
             )))
         }
     };
@@ -532,10 +533,6 @@ pub struct ApiDoc;
 /// `/v1/openapi.json` (no token needed: it describes, it discloses nothing).
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(32).collect()
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::telemetry::{clip, QUOTED_CHARS};
+
 /// What a token may do. `support` reads and records staff opt-outs;
 /// `admin` may also manage tokens.
 #[derive(
@@ -58,7 +60,7 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             other => Err(format!(
                 "`{}` is not a role (support or admin)",
-                clip(other)
+                clip(other, QUOTED_CHARS)
             )),
         }
     }
@@ -96,7 +98,7 @@ impl TokenName {
         } else {
             Err(format!(
                 "`{}` is not a token name: 1 to 100 of A-Z a-z 0-9 . _ @ -",
-                clip(raw)
+                clip(raw, QUOTED_CHARS)
             ))
         }
     }
@@ -130,14 +132,6 @@ pub fn plausible_token(token: &str) -> bool {
         && token[3..]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// At most `max` characters of `s` (for logs and audit rows).
-pub fn clip_chars(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => &s[..at],
-        None => s,
-    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -202,7 +196,10 @@ pub fn program_name(raw: &str) -> Result<String, String> {
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(format!("`{}` is not a program name", clip(raw)))
+        Err(format!(
+            "`{}` is not a program name",
+            clip(raw, QUOTED_CHARS)
+        ))
     }
 }
 
@@ -218,7 +215,7 @@ pub fn parse_since(raw: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| {
             format!(
                 "`{}` is not a date (2026-11-01) or an RFC 3339 time",
-                clip(raw)
+                clip(raw, QUOTED_CHARS)
             )
         })
 }
@@ -264,11 +261,6 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(cell)
     }
-}
-
-/// Error messages echo at most a few dozen characters of the input.
-fn clip(s: &str) -> String {
-    s.chars().take(32).collect()
 }
 
 #[cfg(test)]

@@ -2,20 +2,11 @@
 //! the confirmation step and escaping. (The same in a real browser:
 //! tests/browser.rs.)
 
-use reqwest::redirect::Policy;
 use reqwest::{Client, Response};
 
-use crate::support::{spawn_app, TestApp};
+use crate::support::{no_redirects, spawn_app, TestApp};
 
 const NUMBER: &str = "+6281234567890";
-
-fn no_redirects() -> Client {
-    Client::builder()
-        .no_proxy()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
 
 async fn token(app: &TestApp, name: &str) -> String {
     app.token(name, "support").await
@@ -128,7 +119,7 @@ async fn a_form_posted_from_another_site_is_refused() {
 async fn the_session_cookie_is_http_only_strict_expiring_and_secure_behind_https() {
     // The test client plays the TLS-terminating proxy on 127.0.0.1.
     let mut settings = crate::support::signed_generic_settings();
-    settings.service.trusted_proxies = vec!["127.0.0.1".into()];
+    settings.service.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     let app = crate::support::spawn_app_on(crate::support::fresh_database().await, settings).await;
     let secret = token(&app, "ana").await;
     let http = no_redirects();

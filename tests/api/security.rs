@@ -295,10 +295,7 @@ async fn failed_authentications_past_the_allowance_get_429_and_no_audit_rows() {
 async fn a_spoofed_x_forwarded_proto_from_an_untrusted_client_is_ignored() {
     let app = spawn_app().await;
     let secret = token(&app, "ana", "support").await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = crate::support::no_redirects();
     let res = http
         .post(app.url("/console/login"))
         .header("x-forwarded-proto", "https")

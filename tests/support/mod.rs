@@ -240,6 +240,16 @@ impl TestApp {
     }
 }
 
+/// An HTTP client that shows redirects instead of following them (the
+/// console answers sign-ins with one).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(fresh_database().await, signed_generic_settings()).await
 }

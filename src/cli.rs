@@ -147,8 +147,8 @@ pub fn run(cli: Cli) -> i32 {
 /// segment count, so an operator sees what a subscriber will get (and pay).
 fn report_replies(settings: &Settings, out: &mut impl std::io::Write) -> std::io::Result<()> {
     use crate::core::{encoding, Encoding};
-    let inbound = crate::inbound::Inbound::new(settings);
-    for (program, lang, kind, text) in inbound.sample_replies() {
+    let programs = crate::programs::Programs::new(settings);
+    for (program, lang, kind, text) in programs.sample_replies() {
         let (enc, segments) = encoding(&text);
         let enc = match enc {
             Encoding::Gsm7 => "GSM-7",
@@ -397,8 +397,7 @@ async fn subscriber_show(
     limit: u32,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let region = crate::msisdn::Region::parse(&settings.service.default_region)
-        .context("service.default_region is not a region")?;
+    let region = settings.service.region;
     let msisdn = crate::msisdn::Msisdn::parse(&number, region)
         // The input stays out of the message: errors are logged.
         .map_err(|_| anyhow::anyhow!("not a phone number; try 0812-3456-7890 or +6281234567890"))?;

@@ -144,6 +144,9 @@ pub struct ServiceSettings {
     /// Region of national numbers such as 0812-3456-7890 (ISO 3166 alpha-2).
     #[serde(default = "default_region")]
     pub default_region: String,
+    /// `default_region`, parsed once when the settings are loaded.
+    #[serde(skip)]
+    pub region: crate::msisdn::Region,
     /// Seconds to wait for in-flight requests on shutdown.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
@@ -199,6 +202,7 @@ impl Default for ServiceSettings {
         Self {
             public_url: None,
             default_region: default_region(),
+            region: crate::msisdn::Region::default(),
             shutdown_grace_secs: default_shutdown_grace(),
             max_messages_per_number_per_minute: default_flood_limit(),
             metrics_token: None,
@@ -242,8 +246,8 @@ pub struct ShortcodeSettings {
     #[serde(default = "default_sender")]
     pub reply_via: String,
     /// Language of replies when the keyword does not tell (`id`, `en`, `ru`).
-    #[serde(default = "default_language")]
-    pub language: String,
+    #[serde(default)]
+    pub language: crate::core::Language,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,7 +257,7 @@ pub struct ProgramSettings {
     pub brand: String,
     /// How often messages come, per language: `{ id = "2-4 SMS per bulan" }`.
     #[serde(default)]
-    pub frequency: BTreeMap<String, String>,
+    pub frequency: BTreeMap<crate::core::Language, String>,
     #[serde(default)]
     pub double_opt_in: bool,
     /// How long a double opt-in waits for its confirmation.
@@ -460,9 +464,6 @@ fn default_pending_ttl_hours() -> u32 {
 fn default_sender() -> String {
     "log".to_owned()
 }
-fn default_language() -> String {
-    "id".to_owned()
-}
 fn default_twilio_api() -> String {
     "https://api.twilio.com".to_owned()
 }
@@ -548,6 +549,9 @@ impl Settings {
             .map_err(located)?;
         settings.fill_defaults(toml.is_some());
         settings.validate()?;
+        if let Some(region) = crate::msisdn::Region::parse(&settings.service.default_region) {
+            settings.service.region = region;
+        }
         Ok(settings)
     }
 
@@ -563,18 +567,18 @@ impl Settings {
                 code: "3344".into(),
                 program: "default".into(),
                 reply_via: "log".into(),
-                language: default_language(),
+                language: crate::core::Language::Id,
             });
             self.programs.push(ProgramSettings {
                 name: "default".into(),
                 brand: "keyward".into(),
                 frequency: [
-                    ("id", "maks. 4 SMS per bulan"),
-                    ("en", "up to 4 msgs/month"),
-                    ("ru", "до 4 SMS в месяц"),
+                    (crate::core::Language::Id, "maks. 4 SMS per bulan"),
+                    (crate::core::Language::En, "up to 4 msgs/month"),
+                    (crate::core::Language::Ru, "до 4 SMS в месяц"),
                 ]
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (k, v.to_owned()))
                 .collect(),
                 double_opt_in: false,
                 pending_ttl_hours: default_pending_ttl_hours(),
@@ -611,7 +615,7 @@ impl Settings {
             ));
         }
         let region = &self.service.default_region;
-        if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
+        if crate::msisdn::Region::parse(region).is_none() {
             problems.push(format!(
                 "service.default_region: `{region}` is not a two-letter region such as ID, RU or US"
             ));
@@ -690,13 +694,6 @@ impl Settings {
             for problem in p.replies.lint() {
                 problems.push(format!("{at}: {problem}"));
             }
-            for lang in p.frequency.keys() {
-                if !["id", "en", "ru"].contains(&lang.as_str()) {
-                    problems.push(format!(
-                        "{at}: frequency language `{lang}` is not id, en or ru"
-                    ));
-                }
-            }
         }
         let mut codes = std::collections::BTreeSet::new();
         for (i, s) in self.shortcodes.iter().enumerate() {
@@ -718,12 +715,6 @@ impl Settings {
                     "{at}: reply_via `{}` is not one of {}",
                     s.reply_via,
                     SENDERS.join(", ")
-                ));
-            }
-            if !["id", "en", "ru"].contains(&s.language.as_str()) {
-                problems.push(format!(
-                    "{at}: language `{}` is not id, en or ru",
-                    s.language
                 ));
             }
         }
@@ -950,7 +941,10 @@ mod tests {
     fn a_valid_file_is_read_into_typed_settings() {
         let s = from_toml(VALID, &[]).expect("valid");
         assert_eq!(s.programs[0].brand, "Toko Maju");
-        assert_eq!(s.programs[0].frequency["id"], "2-4 SMS per bulan");
+        assert_eq!(
+            s.programs[0].frequency[&crate::core::Language::Id],
+            "2-4 SMS per bulan"
+        );
         let twilio = s.gateways.twilio.expect("twilio configured");
         assert_eq!(twilio.auth_token.all()[0].expose(), "secret-token");
         assert_eq!(twilio.api_base, "https://api.twilio.com");

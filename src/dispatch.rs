@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::config::{DispatchSettings, Settings};
 use crate::db::outbox::{self, Claimed, Next};
-use crate::db::DbError;
+use crate::db::{DbError, Fault};
 use crate::gateways::{HttpAnswer, OutboundSms, SendOutcome, Senders};
 use crate::metrics::Metrics;
 
@@ -445,34 +445,15 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (Vec<u8>, O
     }
 }
 
-/// Logs a database error as what it is: the database unreachable, a
-/// statement it refused (with the SQLSTATE and constraint), or a fault on
-/// our side of the connection (a value that did not convert).
+/// Logs a database error as what it is: the database unreachable, or a
+/// statement it refused / a value that did not convert (with the SQLSTATE
+/// and constraint): a bug.
 fn log_db_error(e: &DbError, what: &str) {
-    let query = match e {
-        DbError::Query(q) => q,
-        DbError::Connect(_) | DbError::Pool(_) => {
-            tracing::warn!(error = %e, "{what}: cannot reach the database");
-            return;
+    match e.fault() {
+        Fault::Unavailable => tracing::warn!(error = %e, "{what}: cannot reach the database"),
+        Fault::Conflict | Fault::Bug => {
+            let (code, constraint, table) = e.server_detail().unwrap_or_default();
+            tracing::error!(error = %e, code, constraint, table, "{what}: the database refused");
         }
-        DbError::Migrate(_) | DbError::Config(_) => {
-            tracing::error!(error = %e, "{what}");
-            return;
-        }
-    };
-    if let Some(db) = query.as_db_error() {
-        tracing::error!(
-            error = %e,
-            code = db.code().code(),
-            constraint = db.constraint(),
-            table = db.table(),
-            "{what}: the database refused the statement"
-        );
-    } else if query.is_closed()
-        || std::error::Error::source(query).is_some_and(|s| s.is::<std::io::Error>())
-    {
-        tracing::warn!(error = %e, "{what}: cannot reach the database");
-    } else {
-        tracing::error!(error = %e, "{what}: a database client error");
     }
 }

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// The database cannot be reached; the caller should retry.
     #[error("the database is unavailable; retry later")]
     Unavailable,
+    /// A fault of keyward's own (a statement the schema refused): logged
+    /// with its cause, told to the client without one.
+    #[error("internal error; it has been logged")]
+    Internal,
 }
 
 impl ApiError {
@@ -52,6 +56,7 @@ impl ApiError {
             ApiError::TooManyFailures => "too_many_failures",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unavailable => "unavailable",
+            ApiError::Internal => "internal_error",
         }
     }
 }
@@ -72,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited | ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -108,10 +114,26 @@ impl From<crate::gateways::WebhookError> for ApiError {
     }
 }
 
+/// The database's refusal as what it means: unavailable → 503 (retry); a
+/// conflicting change → 409; a bug → 500, its cause in the log only.
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
-        tracing::error!(error = %e, "database error");
-        ApiError::Unavailable
+        use crate::db::Fault;
+        let (code, constraint, table) = e.server_detail().unwrap_or_default();
+        match e.fault() {
+            Fault::Unavailable => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
+            Fault::Conflict => {
+                tracing::warn!(error = %e, code, constraint, table, "conflicting change");
+                ApiError::Conflict("a conflicting change was made at the same time; retry".into())
+            }
+            Fault::Bug => {
+                tracing::error!(error = %e, code, constraint, table, "database refused a statement: a bug");
+                ApiError::Internal
+            }
+        }
     }
 }
 

@@ -7,20 +7,19 @@
 //! lock, so messages from one number are applied one after another while
 //! different numbers proceed in parallel.
 
-use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::{GenericClient, Pool};
 
-use crate::config::{ProgramSettings, Settings};
-use crate::core::{
-    decide_each, Action, Classification, Classifier, ClassifierConfig, Decision, Facts, Language,
-    Policy, ProgramKeywords, Replies, ReplyKind, ReplyVars, State,
-};
+use crate::config::Settings;
+use crate::core::plan::{self, with_hint, Hint};
+use crate::core::{Classification, Classifier, ClassifierConfig, ProgramKeywords};
 use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
 use crate::db::DbError;
-use crate::gateways::{KeywordHint, Origin, Outcome, Part, ReceivedSms};
+use crate::gateways::{Origin, Outcome, Part, ReceivedSms};
 use crate::msisdn::{Msisdn, Region};
+use crate::programs::{Programs, Shortcode};
 
 /// How far before its arrival a gateway may date a message and have the
 /// ledger record that time as the moment of consent. Gateways that queued a
@@ -54,28 +53,11 @@ pub enum InboundError {
     Db(#[from] DbError),
 }
 
-struct Program {
-    brand: String,
-    frequency: HashMap<Language, String>,
-    policy: Policy,
-    replies: Replies,
-}
-
-struct Shortcode {
-    code: String,
-    program: String,
-    sender: String,
-    language: Language,
-}
-
 /// Everything the inbound path needs, built once at start-up.
 pub struct Inbound {
     classifier: Classifier,
     region: Region,
-    programs: HashMap<String, Program>,
-    /// In configuration order; the first is used for messages to a number
-    /// no short code matches.
-    shortcodes: Vec<Shortcode>,
+    programs: Arc<Programs>,
     flood: Option<FloodGuard>,
 }
 
@@ -113,7 +95,7 @@ impl FloodGuard {
 const MAX_GATEWAY_ID: usize = 255;
 
 impl Inbound {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings, programs: Arc<Programs>) -> Self {
         let classifier = Classifier::new(&ClassifierConfig {
             programs: settings
                 .programs
@@ -126,79 +108,11 @@ impl Inbound {
                 })
                 .collect(),
         });
-        let programs = settings
-            .programs
-            .iter()
-            .map(|p| (p.name.clone(), Program::new(p)))
-            .collect();
-        let shortcodes = settings
-            .shortcodes
-            .iter()
-            .map(|s| Shortcode {
-                code: s.code.clone(),
-                program: s.program.clone(),
-                sender: s.reply_via.clone(),
-                language: s.language.parse().unwrap_or(Language::Id),
-            })
-            .collect();
         Self {
             classifier,
-            // validated at start-up
-            region: Region::parse(&settings.service.default_region)
-                .unwrap_or_else(|| Region::parse("ID").expect("ID is a region")),
+            region: settings.service.region,
             programs,
-            shortcodes,
             flood: FloodGuard::new(settings.service.max_messages_per_number_per_minute),
-        }
-    }
-
-    /// Every reply of every program in every language, rendered as it
-    /// would be sent from the first short code (for `check-config`):
-    /// (program, language, kind, text).
-    pub fn sample_replies(&self) -> Vec<(String, Language, ReplyKind, String)> {
-        let code = &self.shortcodes[0].code;
-        let mut names: Vec<&String> = self.programs.keys().collect();
-        names.sort();
-        let mut out = Vec::new();
-        for name in names {
-            let p = &self.programs[name];
-            for lang in Language::ALL {
-                for kind in ReplyKind::ALL {
-                    out.push((name.clone(), lang, kind, p.render(name, code, kind, lang)));
-                }
-            }
-        }
-        out
-    }
-
-    /// The opt-out confirmation of a staff opt-out: the goodbye of
-    /// `program` (else of the first short code's program), in the language
-    /// of the short code that serves it, sent from that short code.
-    pub fn staff_goodbye(&self, program: Option<&str>) -> Option<StaffGoodbye> {
-        let code = program
-            .and_then(|p| self.shortcodes.iter().find(|s| s.program == p))
-            .unwrap_or(&self.shortcodes[0]);
-        let name = program.unwrap_or(&code.program);
-        let p = self.programs.get(name)?;
-        Some(StaffGoodbye {
-            shortcode: code.code.clone(),
-            sender: code.sender.clone(),
-            program: name.to_owned(),
-            text: p.render(name, &code.code, ReplyKind::Goodbye, code.language),
-        })
-    }
-
-    /// The short code a message was sent to (`3344`, `+3344`), and `true`;
-    /// when none matches, the first configured one (for the reply) and
-    /// `false`.
-    fn shortcode(&self, to: &str) -> (&Shortcode, bool) {
-        fn bare(s: &str) -> &str {
-            s.trim().trim_start_matches('+')
-        }
-        let to = bare(to);
-        match self.shortcodes.iter().find(|s| bare(&s.code) == to) {
-            Some(code) => (code, true),
-            None => (&self.shortcodes[0], false),
         }
     }
 
@@ -353,7 +267,7 @@ impl Inbound {
         classification: &'a Classification,
         gateway: &'static str,
     ) -> Message<'a> {
-        let (shortcode, routed) = self.shortcode(&p.to);
+        let (shortcode, routed) = self.programs.shortcode(&p.to);
         Message {
             msisdn: &p.msisdn,
             gateway,
@@ -379,7 +293,40 @@ impl Inbound {
         if let Some(answer) = stored.duplicate {
             return Ok(Applied::Duplicate(answer));
         }
-        let plan = self.plan(m, &stored, now);
+        let known = plan::Known {
+            subscriptions: stored.programs,
+            last_goodbye_at: stored.last_goodbye_at,
+            last_fallback_at: stored.last_fallback_at,
+            same_text_last_hour: stored.same_text_last_hour,
+        };
+        let configured: Vec<&str> = self.programs.names().collect();
+        let message = plan::Message {
+            classification: m.classification,
+            home: &m.shortcode.program,
+            routed: m.routed,
+            sent_at: m.sent_at,
+            hint: m.gateway_answered,
+        };
+        let plan = plan::plan(
+            &message,
+            &known,
+            &configured,
+            |p| self.programs.policy(p),
+            now,
+        );
+        let language = m.classification.language.unwrap_or(m.shortcode.language);
+        let reply = plan.reply.as_ref().and_then(|r| {
+            let text = self
+                .programs
+                .render(&r.program, &m.shortcode.code, r.kind, language)?;
+            Some(q::Reply {
+                kind: r.kind,
+                from: &m.shortcode.code,
+                program: Some(r.program.as_str()),
+                text,
+                sender: &m.shortcode.sender,
+            })
+        });
         let apply = q::Apply {
             msisdn: m.msisdn.as_str(),
             expected_version: stored.version,
@@ -390,188 +337,17 @@ impl Inbound {
             sent_at: m.sent_at,
             evidence_at: evidence_time(m.sent_at, now),
             raw: m.raw,
-            action: plan.action.as_str(),
+            action: plan.action,
             program: plan.program.as_deref(),
             keyword: m.classification.keyword.as_deref(),
-            language: m.classification.language.map(Language::as_str),
-            result_state: plan.state.map(State::as_str),
+            language: m.classification.language,
+            result_state: plan.state,
             outcome: plan.outcome,
-            changes: plan.changes,
-            reply: plan.reply.as_ref().map(|(program, kind, text)| q::Reply {
-                kind,
-                from: &m.shortcode.code,
-                program: Some(program.as_str()),
-                text: text.clone(),
-                sender: &m.shortcode.sender,
-            }),
+            changes: &plan.changes,
+            reply,
         };
         q::apply(client, &apply).await
     }
-
-    /// Runs the state machine for every program the message concerns.
-    fn plan(&self, m: &Message<'_>, stored: &StoredFacts, now: DateTime<Utc>) -> Plan {
-        let c = m.classification;
-        let home = m.shortcode.program.as_str();
-        if !m.routed && !c.action.is_opt_out() {
-            return Plan {
-                action: c.action,
-                program: None,
-                state: None,
-                outcome: "no_change",
-                changes: vec![],
-                reply: None,
-            };
-        }
-        let targets: Vec<&str> = if c.action == Action::OptOutAll || !m.routed {
-            // Every configured program and any program the number is in.
-            let mut all: BTreeSet<&str> = self.programs.keys().map(String::as_str).collect();
-            all.extend(stored.programs.iter().map(|p| p.program.as_str()));
-            all.into_iter().collect()
-        } else {
-            vec![c.program.as_deref().unwrap_or(home)]
-        };
-        let facts: Vec<Facts> = targets
-            .iter()
-            .map(|program| {
-                let sub = stored.programs.iter().find(|p| p.program == *program);
-                Facts {
-                    state: sub
-                        .and_then(|s| s.state.parse().ok())
-                        .unwrap_or(State::None),
-                    changed_at: sub.map(|s| s.since),
-                    last_opt_out_at: sub.and_then(|s| s.last_opt_out_at),
-                    last_goodbye_at: stored.last_goodbye_at,
-                    last_fallback_at: stored.last_fallback_at,
-                    same_text_last_hour: stored.same_text_last_hour,
-                    sent_at: m.sent_at,
-                }
-            })
-            .collect();
-        let policy_program = if targets.len() == 1 { targets[0] } else { home };
-        let policy = self
-            .programs
-            .get(policy_program)
-            .map(|p| p.policy)
-            .unwrap_or_default();
-        let decisions: Vec<Decision> = decide_each(&facts, c, &policy, now);
-
-        let changes = targets
-            .iter()
-            .zip(&decisions)
-            .filter_map(|(program, d)| {
-                d.transition.map(|(from, to)| q::Change {
-                    program: (*program).to_owned(),
-                    from: from.as_str(),
-                    to: to.as_str(),
-                })
-            })
-            .collect::<Vec<_>>();
-        let language = c.language.unwrap_or(m.shortcode.language);
-        let reply = targets.iter().zip(&decisions).find_map(|(program, d)| {
-            let kind = d.reply?;
-            if m.gateway_answered
-                .is_some_and(|h| answered_by_gateway(h, kind))
-            {
-                return None;
-            }
-            // A program missing from the configuration (removed since the
-            // number joined) is answered in the short code's program's name.
-            let name = if self.programs.contains_key(*program) {
-                *program
-            } else {
-                home
-            };
-            let p = self.programs.get(name)?;
-            let vars = ReplyVars {
-                brand: &p.brand,
-                program: name,
-                frequency: p.frequency(language),
-                shortcode: &m.shortcode.code,
-                stop: language.stop_keyword(),
-                help: language.help_keyword(),
-                start: language.start_keyword(),
-            };
-            Some((
-                name.to_owned(),
-                kind.as_str(),
-                p.replies.render(kind, language, &vars),
-            ))
-        });
-
-        if targets.len() == 1 {
-            let d = &decisions[0];
-            Plan {
-                action: d.action,
-                program: Some(targets[0].to_owned()),
-                state: Some(d.next_state),
-                outcome: d.outcome.as_str(),
-                changes,
-                reply,
-            }
-        } else {
-            Plan {
-                action: Action::OptOutAll,
-                program: None,
-                state: Some(State::Unsubscribed),
-                outcome: if changes.is_empty() {
-                    "no_change"
-                } else {
-                    "applied"
-                },
-                changes,
-                reply,
-            }
-        }
-    }
-}
-
-impl Program {
-    fn new(p: &ProgramSettings) -> Self {
-        Self {
-            brand: p.brand.clone(),
-            frequency: p
-                .frequency
-                .iter()
-                .filter_map(|(lang, text)| Some((lang.parse().ok()?, text.clone())))
-                .collect(),
-            policy: Policy {
-                double_opt_in: p.double_opt_in,
-                pending_ttl: Duration::hours(i64::from(p.pending_ttl_hours)),
-                ..Policy::default()
-            },
-            replies: Replies::new(&p.replies),
-        }
-    }
-
-    fn render(&self, name: &str, shortcode: &str, kind: ReplyKind, lang: Language) -> String {
-        let vars = ReplyVars {
-            brand: &self.brand,
-            program: name,
-            frequency: self.frequency(lang),
-            shortcode,
-            stop: lang.stop_keyword(),
-            help: lang.help_keyword(),
-            start: lang.start_keyword(),
-        };
-        self.replies.render(kind, lang, &vars)
-    }
-
-    /// The frequency in `lang`, else in any language configured.
-    fn frequency(&self, lang: Language) -> &str {
-        self.frequency
-            .get(&lang)
-            .or_else(|| Language::ALL.iter().find_map(|l| self.frequency.get(l)))
-            .map_or("", String::as_str)
-    }
-}
-
-/// A confirmation SMS for a staff opt-out, ready for the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaffGoodbye {
-    pub shortcode: String,
-    pub sender: String,
-    pub program: String,
-    pub text: String,
 }
 
 /// A message as the gateway gave it, checked and cleaned.
@@ -582,7 +358,7 @@ struct Prepared {
     text: String,
     sent_at: Option<DateTime<Utc>>,
     raw: serde_json::Value,
-    hint: Option<KeywordHint>,
+    hint: Option<Hint>,
 }
 
 /// The webhook's answer for a stored (or duplicate) message.
@@ -631,60 +407,11 @@ struct Message<'a> {
     raw: &'a serde_json::Value,
     classification: &'a Classification,
     shortcode: &'a Shortcode,
-    /// Sent to a configured short code? A message to any other number is
-    /// stored but changes nothing, except an opt-out: that one is honoured
-    /// for every program, so a routing mistake never loses a stop.
+    /// Sent to a configured short code? (See `core::plan`.)
     routed: bool,
     /// What a gateway that classified the keyword itself (Twilio's
     /// Advanced Opt-Out) took it for: it has answered that already.
-    gateway_answered: Option<KeywordHint>,
-}
-
-struct Plan {
-    action: Action,
-    program: Option<String>,
-    /// `None` when nothing was decided (a message to no configured short
-    /// code that is not an opt-out).
-    state: Option<State>,
-    outcome: &'static str,
-    changes: Vec<q::Change>,
-    /// (program, kind, text)
-    reply: Option<(String, &'static str, String)>,
-}
-
-/// A gateway that already classified the keyword (Twilio Advanced
-/// Opt-Out) is heard, but an opt-out is never overruled: when either of us
-/// reads a stop, it is a stop. Otherwise the gateway's reading wins; we keep
-/// our program and language.
-fn with_hint(mut c: Classification, hint: Option<KeywordHint>) -> Classification {
-    if c.action.is_opt_out() {
-        return c;
-    }
-    let action = match hint {
-        Some(KeywordHint::OptOut) => Action::OptOut,
-        Some(KeywordHint::OptIn) if c.action != Action::OptIn => Action::OptIn,
-        Some(KeywordHint::Help) if c.action != Action::Help => Action::Help,
-        _ => return c,
-    };
-    c.action = action;
-    c.keyword.get_or_insert_with(|| "provider".to_owned());
-    c
-}
-
-/// Is a reply of `kind` what the gateway already sent for its `hint`?
-/// Twilio answers STOP, START and HELP itself; a double opt-in's
-/// confirmation request, or a goodbye where we read a stop in its START,
-/// is ours to send.
-fn answered_by_gateway(hint: KeywordHint, kind: ReplyKind) -> bool {
-    matches!(
-        (hint, kind),
-        (KeywordHint::OptOut, ReplyKind::Goodbye)
-            | (
-                KeywordHint::OptIn,
-                ReplyKind::Welcome | ReplyKind::AlreadySubscribed
-            )
-            | (KeywordHint::Help, ReplyKind::Help)
-    )
+    gateway_answered: Option<Hint>,
 }
 
 /// PostgreSQL text cannot hold NUL; nothing else is removed.
@@ -725,45 +452,5 @@ mod tests {
         let mut raw = serde_json::json!({"te\0xt": ["a\0b", {"k": "\0"}]});
         strip_nul_json(&mut raw);
         assert_eq!(raw, serde_json::json!({"text": ["ab", {"k": ""}]}));
-    }
-
-    #[test]
-    fn a_provider_opt_out_overrides_our_reading_but_keeps_the_program() {
-        let c = Classifier::new(&ClassifierConfig::default()).classify("hello there");
-        let c = with_hint(c, Some(KeywordHint::OptOut));
-        assert_eq!(c.action, Action::OptOut);
-        let stop_all = Classifier::new(&ClassifierConfig::default()).classify("STOP ALL");
-        assert_eq!(
-            with_hint(stop_all, Some(KeywordHint::OptOut)).action,
-            Action::OptOutAll,
-            "a broader opt-out is kept"
-        );
-    }
-
-    #[test]
-    fn a_gateway_hint_never_turns_our_opt_out_into_anything_else() {
-        let classifier = Classifier::new(&ClassifierConfig::default());
-        for hint in [KeywordHint::OptIn, KeywordHint::Help, KeywordHint::OptOut] {
-            for text in ["STOP", "UNSUBSCRIBE", "stop all", "СТОП"] {
-                let c = with_hint(classifier.classify(text), Some(hint));
-                assert!(
-                    c.action.is_opt_out(),
-                    "{text} with {hint:?}: {:?}",
-                    c.action
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn only_the_reply_the_gateway_sent_itself_is_left_out() {
-        assert!(answered_by_gateway(KeywordHint::OptOut, ReplyKind::Goodbye));
-        assert!(answered_by_gateway(KeywordHint::OptIn, ReplyKind::Welcome));
-        assert!(!answered_by_gateway(
-            KeywordHint::OptIn,
-            ReplyKind::ConfirmRequest
-        ));
-        assert!(!answered_by_gateway(KeywordHint::OptIn, ReplyKind::Goodbye));
-        assert!(!answered_by_gateway(KeywordHint::Help, ReplyKind::Goodbye));
     }
 }

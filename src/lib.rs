@@ -16,6 +16,7 @@ pub mod gateways;
 pub mod inbound;
 pub mod metrics;
 pub mod msisdn;
+pub mod programs;
 pub mod routes;
 pub mod staff;
 pub mod startup;

@@ -19,8 +19,19 @@ use phonenumber::metadata::DATABASE;
 pub struct Region(Id);
 
 impl Region {
+    /// A two-letter region code (upper case) that libphonenumber knows.
     pub fn parse(code: &str) -> Option<Self> {
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
         code.parse::<Id>().ok().map(Self)
+    }
+}
+
+/// Indonesia, keyward's home.
+impl Default for Region {
+    fn default() -> Self {
+        Self(Id::ID)
     }
 }
 

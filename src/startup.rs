@@ -19,6 +19,7 @@ use crate::gateways::Gateways;
 use crate::gateways::Senders;
 use crate::inbound::Inbound;
 use crate::metrics::{self, AllPools, Metrics};
+use crate::programs::Programs;
 use crate::routes::guard::AuthGuard;
 use crate::routes::staff_auth::StaffPool;
 use crate::routes::{console, health, staff_auth, support, webhooks};
@@ -70,7 +71,7 @@ pub fn check(settings: &Settings) -> Vec<String> {
         // characters, ten concatenated segments): a longer one could never
         // be stored, and its inbound message would be refused (503) on
         // every retry.
-        for (program, lang, kind, text) in Inbound::new(settings).sample_replies() {
+        for (program, lang, kind, text) in Programs::new(settings).sample_replies() {
             let len = text.chars().count();
             if len > MAX_REPLY_CHARS {
                 problems.push(format!(
@@ -134,7 +135,9 @@ impl Application {
         let metrics = web::Data::new(Metrics::new());
         let shared_metrics = metrics.clone().into_inner();
         let gateways = web::Data::new(Gateways::from_settings(&settings));
-        let inbound = web::Data::new(Inbound::new(&settings));
+        let programs = Arc::new(Programs::new(&settings));
+        let inbound = web::Data::new(Inbound::new(&settings, programs.clone()));
+        let programs = web::Data::from(programs);
         let settings = web::Data::from(settings);
         let grace = settings.service.shutdown_grace_secs;
         let request_timeout = Duration::from_secs(settings.service.request_timeout_secs);
@@ -157,6 +160,7 @@ impl Application {
                 .app_data(settings.clone())
                 .app_data(gateways.clone())
                 .app_data(inbound.clone())
+                .app_data(programs.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
                 .app_data(error::form_config())

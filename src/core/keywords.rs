@@ -15,9 +15,12 @@ use serde::{Deserialize, Serialize};
 
 /// Language of a matched keyword or phrase, which is also the language of the
 /// reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
+    #[default]
     Id,
     En,
     Ru,

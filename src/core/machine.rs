@@ -175,6 +175,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Applied,
+        Outcome::NoChange,
+        Outcome::Stale,
+        Outcome::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",

@@ -58,6 +58,7 @@ pub mod classify;
 pub mod keywords;
 pub mod machine;
 pub mod normalize;
+pub mod plan;
 pub mod reply;
 mod understand;
 

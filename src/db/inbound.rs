@@ -10,7 +10,10 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
+use super::types::get;
 use super::DbError;
+use crate::core::plan::{Change, Subscription};
+use crate::core::{Action, Language, Outcome, ReplyKind, State};
 
 /// What the database knows about a number, as the core needs it.
 #[derive(Debug, Clone, Default)]
@@ -21,26 +24,18 @@ pub struct StoredFacts {
     pub last_fallback_at: Option<DateTime<Utc>>,
     /// Messages with this very text from this number in the last hour.
     pub same_text_last_hour: u32,
-    pub programs: Vec<StoredSubscription>,
+    pub programs: Vec<Subscription>,
     /// Set when this gateway message id was stored before.
     pub duplicate: Option<StoredAnswer>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoredSubscription {
-    pub program: String,
-    pub state: String,
-    pub since: DateTime<Utc>,
-    pub last_opt_out_at: Option<DateTime<Utc>>,
 }
 
 /// The answer recorded for a stored inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub inbound_id: i64,
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub program: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<State>,
 }
 
 const LOAD_FACTS: &str = "
@@ -72,23 +67,26 @@ pub async fn load_facts(
     let mut facts = StoredFacts::default();
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
-            facts.version = row.get::<_, Option<i64>>(0).unwrap_or(0);
-            facts.last_goodbye_at = row.get(1);
-            facts.last_fallback_at = row.get(2);
-            facts.same_text_last_hour = row.get::<_, i32>(3).max(0) as u32;
-            facts.duplicate = row.get::<_, Option<i64>>(4).map(|inbound_id| StoredAnswer {
-                inbound_id,
-                action: row.get(5),
-                program: row.get(6),
-                state: row.get(7),
-            });
+            facts.version = get::<Option<i64>>(row, 0)?.unwrap_or(0);
+            facts.last_goodbye_at = get(row, 1)?;
+            facts.last_fallback_at = get(row, 2)?;
+            facts.same_text_last_hour = get::<i32>(row, 3)?.max(0) as u32;
+            facts.duplicate = match get::<Option<i64>>(row, 4)? {
+                Some(inbound_id) => Some(StoredAnswer {
+                    inbound_id,
+                    action: get(row, 5)?,
+                    program: get(row, 6)?,
+                    state: get(row, 7)?,
+                }),
+                None => None,
+            };
         }
-        if let Some(program) = row.get::<_, Option<String>>(8) {
-            facts.programs.push(StoredSubscription {
+        if let Some(program) = get::<Option<String>>(row, 8)? {
+            facts.programs.push(Subscription {
                 program,
-                state: row.get(9),
-                since: row.get(10),
-                last_opt_out_at: row.get(11),
+                state: get(row, 9)?,
+                since: get(row, 10)?,
+                last_opt_out_at: get(row, 11)?,
             });
         }
     }
@@ -108,14 +106,6 @@ pub async fn lock_subscriber(client: &impl GenericClient, msisdn: &str) -> Resul
     Ok(())
 }
 
-/// One state change to append to the ledger.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub program: String,
-    pub from: &'static str,
-    pub to: &'static str,
-}
-
 /// Everything to write for one inbound message.
 #[derive(Debug, Clone)]
 pub struct Apply<'a> {
@@ -129,19 +119,19 @@ pub struct Apply<'a> {
     /// The time the ledger records; `None`: the database's now.
     pub evidence_at: Option<DateTime<Utc>>,
     pub raw: &'a serde_json::Value,
-    pub action: &'static str,
+    pub action: Action,
     pub program: Option<&'a str>,
     pub keyword: Option<&'a str>,
-    pub language: Option<&'static str>,
-    pub result_state: Option<&'static str>,
-    pub outcome: &'static str,
-    pub changes: Vec<Change>,
+    pub language: Option<Language>,
+    pub result_state: Option<State>,
+    pub outcome: Outcome,
+    pub changes: &'a [Change],
     pub reply: Option<Reply<'a>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Reply<'a> {
-    pub kind: &'static str,
+    pub kind: ReplyKind,
     /// The configured short code it is sent from (and that its text names).
     pub from: &'a str,
     pub program: Option<&'a str>,
@@ -163,8 +153,8 @@ const APPLY: &str = "SELECT r_status, r_inbound_id, r_action, r_program, r_state
 pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied, DbError> {
     let stmt = client.prepare_cached(APPLY).await?;
     let programs: Vec<&str> = a.changes.iter().map(|c| c.program.as_str()).collect();
-    let from: Vec<&str> = a.changes.iter().map(|c| c.from).collect();
-    let to: Vec<&str> = a.changes.iter().map(|c| c.to).collect();
+    let from: Vec<State> = a.changes.iter().map(|c| c.from).collect();
+    let to: Vec<State> = a.changes.iter().map(|c| c.to).collect();
     let reply_kind = a.reply.as_ref().map(|r| r.kind);
     let reply_program = a.reply.as_ref().and_then(|r| r.program);
     let reply_text = a.reply.as_ref().map(|r| r.text.as_str());
@@ -200,17 +190,25 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
             ],
         )
         .await?;
-    let status: String = row.get(0);
-    let answer = || StoredAnswer {
-        inbound_id: row.get(1),
-        action: row.get(2),
-        program: row.get(3),
-        state: row.get(4),
+    let status: String = get(&row, 0)?;
+    let answer = || -> Result<StoredAnswer, DbError> {
+        Ok(StoredAnswer {
+            inbound_id: get(&row, 1)?,
+            action: get(&row, 2)?,
+            program: get(&row, 3)?,
+            state: get(&row, 4)?,
+        })
     };
     Ok(match status.as_str() {
-        "applied" => Applied::Stored(answer()),
-        "duplicate" => Applied::Duplicate(answer()),
-        _ => Applied::Conflict,
+        "applied" => Applied::Stored(answer()?),
+        "duplicate" => Applied::Duplicate(answer()?),
+        "conflict" => Applied::Conflict,
+        other => {
+            return Err(DbError::Decode(format!(
+                "keyward_apply_inbound answered `{}`",
+                crate::telemetry::clip(other, 40)
+            )))
+        }
     })
 }
 

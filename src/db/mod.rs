@@ -11,6 +11,7 @@ pub mod inbound;
 pub mod outbox;
 pub mod support;
 pub mod tls;
+pub mod types;
 
 pub use tls::{CaSource, SslMode, Tls};
 
@@ -36,6 +37,72 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
+    /// A value read back that keyward does not know (a label, a type).
+    #[error("unexpected value from the database: {0}")]
+    Decode(String),
+}
+
+/// What a [`DbError`] means for whoever asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The database cannot be reached, is shutting down, is out of
+    /// resources, timed out, or aborted the transaction (serialisation,
+    /// deadlock): the same request later may well succeed (503, retry).
+    Unavailable,
+    /// Another change got there first (a unique or exclusion violation
+    /// no statement expected): worth a retry, which sees that change.
+    Conflict,
+    /// keyward asked for something the schema forbids (a CHECK, a NOT
+    /// NULL, a foreign key, a bad cast) or could not read what came back:
+    /// a bug, found by tests — retrying will not help (500, logged).
+    Bug,
+}
+
+impl DbError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            DbError::Connect(_) | DbError::Pool(_) => Fault::Unavailable,
+            DbError::Config(_) | DbError::Migrate(_) | DbError::Decode(_) => Fault::Bug,
+            DbError::Query(e) => query_fault(e),
+        }
+    }
+
+    /// The SQLSTATE, constraint and table of a statement the server
+    /// refused, for the log.
+    pub fn server_detail(&self) -> Option<(&str, Option<&str>, Option<&str>)> {
+        match self {
+            DbError::Query(e) | DbError::Connect(e) => e
+                .as_db_error()
+                .map(|db| (db.code().code(), db.constraint(), db.table())),
+            _ => None,
+        }
+    }
+}
+
+fn query_fault(e: &tokio_postgres::Error) -> Fault {
+    let Some(db) = e.as_db_error() else {
+        // No answer from the server: the connection broke, or the client
+        // failed to convert a value (our bug).
+        let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+        return if e.is_closed() || io {
+            Fault::Unavailable
+        } else {
+            Fault::Bug
+        };
+    };
+    let code = db.code().code();
+    match code {
+        "23505" | "23P01" => Fault::Conflict,
+        // lock_not_available
+        "55P03" => Fault::Unavailable,
+        _ => match &code[..2] {
+            // connection, transaction rollback (serialisation, deadlock),
+            // insufficient resources, operator intervention (shutdown,
+            // statement timeout), system error
+            "08" | "40" | "53" | "57" | "58" => Fault::Unavailable,
+            _ => Fault::Bug,
+        },
+    }
 }
 
 /// tokio-postgres's `Display` says only "db error" or "error performing TLS

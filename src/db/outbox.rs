@@ -12,6 +12,7 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 
 use super::DbError;
+use crate::gateways::{Delivery, ReceiptKey};
 
 /// A leased reply.
 #[derive(Debug, Clone)]
@@ -332,15 +333,6 @@ pub async fn depth(client: &impl GenericClient) -> Result<Vec<(String, i64)>, Db
         .collect())
 }
 
-/// Which reply a receipt is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReceiptKey {
-    /// The provider's own message id (stored when the send was accepted).
-    Provider(String),
-    /// keyward's outbox id, where the callback URL carries it (Kannel).
-    Outbox(String),
-}
-
 /// How a receipt moves its reply `o`, in both statements that apply one:
 /// forward only (a late `sent` never overwrites `delivered`), ending any
 /// lease. `status` and `error` are SQL expressions; `rest` is the FROM and
@@ -425,7 +417,7 @@ pub async fn apply_receipt(
     client: &impl GenericClient,
     sender: &str,
     key: &ReceiptKey,
-    status: &str,
+    status: Delivery,
     error: Option<&str>,
 ) -> Result<bool, DbError> {
     let (sql, id) = match key {

@@ -5,17 +5,14 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::GenericClient;
 
+use super::types::get;
 use super::DbError;
+use crate::core::State;
 use crate::staff::view::{
     DayCounts, Evidence, ProgramBrief, ProgramCounts, ProgramDayCounts, ProgramState, Stats,
     Subscriber, SubscriberPage, SubscriberSummary, TimelineItem, TokenInfo,
 };
 use crate::staff::{Role, Staff, TimelineCursor};
-
-fn role(text: &str) -> Role {
-    // The column is an enum of exactly these two values.
-    text.parse().unwrap_or(Role::Support)
-}
 
 /// Stores a new token's hash; `false` if an active token has that name.
 pub async fn create_token(
@@ -44,18 +41,20 @@ pub async fn list_tokens(client: &impl GenericClient) -> Result<Vec<TokenInfo>, 
               ORDER BY revoked_at IS NOT NULL, name, created_at",
         )
         .await?;
-    Ok(client
+    client
         .query(&stmt, &[])
         .await?
         .iter()
-        .map(|r| TokenInfo {
-            name: r.get(0),
-            role: role(r.get(1)),
-            created_at: r.get(2),
-            last_used_at: r.get(3),
-            revoked_at: r.get(4),
+        .map(|r| {
+            Ok(TokenInfo {
+                name: get(r, 0)?,
+                role: get(r, 1)?,
+                created_at: get(r, 2)?,
+                last_used_at: get(r, 3)?,
+                revoked_at: get(r, 4)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Revokes the active token with this name (its console sessions end with
@@ -97,14 +96,17 @@ pub async fn authenticate(
              SELECT id, name, role::text FROM t",
         )
         .await?;
-    Ok(client
+    client
         .query_opt(&stmt, &[&sha256.as_slice()])
         .await?
-        .map(|r| Staff {
-            token_id: r.get(0),
-            name: r.get(1),
-            role: role(r.get(2)),
-        }))
+        .map(|r| {
+            Ok(Staff {
+                token_id: get(&r, 0)?,
+                name: get(&r, 1)?,
+                role: get(&r, 2)?,
+            })
+        })
+        .transpose()
 }
 
 /// One row of the audit log.
@@ -177,19 +179,20 @@ pub async fn session(
               WHERE s.id_sha256 = $1 AND s.expires_at > now() AND t.revoked_at IS NULL",
         )
         .await?;
-    Ok(client
+    client
         .query_opt(&stmt, &[&id_sha256.as_slice()])
         .await?
         .map(|r| {
-            (
+            Ok((
                 Staff {
-                    token_id: r.get(0),
-                    name: r.get(1),
-                    role: role(r.get(2)),
+                    token_id: get(&r, 0)?,
+                    name: get(&r, 1)?,
+                    role: get(&r, 2)?,
                 },
-                r.get(3),
-            )
-        }))
+                get(&r, 3)?,
+            ))
+        })
+        .transpose()
 }
 
 pub async fn end_session(client: &impl GenericClient, id_sha256: &[u8; 32]) -> Result<(), DbError> {
@@ -283,12 +286,12 @@ pub async fn subscriber(
         };
         s.programs.push(ProgramState {
             program,
-            state: r.get(3),
+            state: get(r, 3)?,
             since: r.get(4),
             consent: Evidence {
                 event_id: r.get(5),
-                cause: r.get(6),
-                from_state: r.get(7),
+                cause: get(r, 6)?,
+                from_state: get(r, 7)?,
                 effective_at: r.get(8),
                 recorded_at: r.get(9),
                 actor: r.get(10),
@@ -327,7 +330,7 @@ pub async fn subscriber(
                 gateway: r.get(6),
                 gateway_message_id: r.get(7),
                 text: r.get(8),
-                action: r.get(9),
+                action: get(r, 9)?,
                 program: r.get(10),
                 keyword: r.get(11),
             },
@@ -335,9 +338,9 @@ pub async fn subscriber(
                 id: r.get(4),
                 at,
                 program: r.get(10),
-                from_state: r.get(12),
-                to_state: r.get(13),
-                cause: r.get(14),
+                from_state: get(r, 12)?,
+                to_state: get(r, 13)?,
+                cause: get(r, 14)?,
                 actor: r.get(15),
                 reason: r.get(16),
                 inbound_message_id: r.get(17),
@@ -347,10 +350,10 @@ pub async fn subscriber(
                 at,
                 text: r.get(8),
                 program: r.get(10),
-                kind: r.get(18),
+                kind: get(r, 18)?,
                 sender: r.get(19),
                 attempts: r.get(20),
-                status: r.get(21),
+                status: get(r, 21)?,
                 last_error: r.get(24),
                 sent_at: r.get(22),
                 delivered_at: r.get(23),
@@ -403,12 +406,12 @@ pub async fn list(
         .iter()
         .take(limit as usize)
         .map(|r| {
-            let programs: Vec<String> = r.get(2);
-            let states: Vec<String> = r.get(3);
-            let since: Vec<DateTime<Utc>> = r.get(4);
-            SubscriberSummary {
-                msisdn: r.get(0),
-                first_seen_at: r.get(1),
+            let programs: Vec<String> = get(r, 2)?;
+            let states: Vec<State> = get(r, 3)?;
+            let since: Vec<DateTime<Utc>> = get(r, 4)?;
+            Ok(SubscriberSummary {
+                msisdn: get(r, 0)?,
+                first_seen_at: get(r, 1)?,
                 programs: programs
                     .into_iter()
                     .zip(states)
@@ -419,9 +422,9 @@ pub async fn list(
                         since,
                     })
                     .collect(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, DbError>>()?;
     let next_cursor = if rows.len() as i64 > limit {
         items.last().map(|i| i.msisdn.clone())
     } else {
@@ -611,11 +614,11 @@ pub async fn stats(client: &impl GenericClient, days: i32) -> Result<Stats, DbEr
         }
         let n: i64 = r.get(2);
         if let Some(p) = programs.last_mut() {
-            match r.get::<_, &str>(1) {
-                "none" => p.none = n,
-                "pending" => p.pending = n,
-                "subscribed" => p.subscribed = n,
-                _ => p.unsubscribed = n,
+            match get::<State>(&r, 1)? {
+                State::None => p.none = n,
+                State::Pending => p.pending = n,
+                State::Subscribed => p.subscribed = n,
+                State::Unsubscribed => p.unsubscribed = n,
             }
         }
     }

@@ -102,9 +102,7 @@ impl Gateway for Infobip {
                     _ => return None,
                 };
                 Some(super::Receipt {
-                    key: crate::db::outbox::ReceiptKey::Provider(
-                        r["messageId"].as_str()?.to_owned(),
-                    ),
+                    key: super::ReceiptKey::Provider(r["messageId"].as_str()?.to_owned()),
                     status,
                     error: r["error"]["name"]
                         .as_str()

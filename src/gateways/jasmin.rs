@@ -85,7 +85,7 @@ impl Gateway for Jasmin {
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            key: super::ReceiptKey::Provider(id.to_owned()),
             status,
             error: super::field(&fields, "err")
                 .filter(|e| *e != "000")

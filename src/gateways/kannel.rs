@@ -92,7 +92,7 @@ impl Gateway for Kannel {
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Outbox(id.to_owned()),
+            key: super::ReceiptKey::Outbox(id.to_owned()),
             status,
             error: None,
         }])

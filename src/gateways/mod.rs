@@ -38,8 +38,8 @@ pub struct Outcome {
     /// keyward's id of the stored inbound message.
     pub id: String,
     pub program: Option<String>,
-    pub action: Option<String>,
-    pub state: Option<String>,
+    pub action: Option<crate::core::Action>,
+    pub state: Option<crate::core::State>,
     /// Said when the gateway's timestamp was not used as the time of
     /// consent (more than `inbound::MAX_BACKDATE_HOURS` before arrival).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,13 +110,8 @@ pub enum Origin {
 }
 
 /// The gateway already knows what the keyword means (Twilio's Advanced
-/// Opt-Out sets `OptOutType`); it overrides our own classification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeywordHint {
-    OptIn,
-    OptOut,
-    Help,
-}
+/// Opt-Out sets `OptOutType`); how it counts is `core::plan`'s rule.
+pub use crate::core::plan::Hint as KeywordHint;
 
 /// One inbound SMS as the gateway described it.
 #[derive(Debug, Clone)]
@@ -287,6 +282,13 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    pub const ALL: [Delivery; 4] = [
+        Delivery::Sent,
+        Delivery::Delivered,
+        Delivery::Undelivered,
+        Delivery::Failed,
+    ];
+
     /// The `outbox_status` it moves a reply to.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -298,10 +300,19 @@ impl Delivery {
     }
 }
 
+/// Which reply a receipt is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptKey {
+    /// The provider's own message id (stored when the send was accepted).
+    Provider(String),
+    /// keyward's outbox id, where the callback URL carries it (Kannel).
+    Outbox(String),
+}
+
 /// One delivery report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    pub key: crate::db::outbox::ReceiptKey,
+    pub key: ReceiptKey,
     pub status: Delivery,
     pub error: Option<String>,
 }

@@ -140,7 +140,7 @@ impl Gateway for Plivo {
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            key: super::ReceiptKey::Provider(id.to_owned()),
             status,
             error: super::field(&fields, "ErrorCode").map(|c| format!("plivo error {c}")),
         }])

@@ -125,7 +125,7 @@ impl Gateway for Telnyx {
         };
         let error = payload["errors"][0]["title"].as_str().map(str::to_owned);
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            key: super::ReceiptKey::Provider(id.to_owned()),
             status,
             error,
         }])

@@ -210,7 +210,7 @@ impl Gateway for Twilio {
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            key: super::ReceiptKey::Provider(id.to_owned()),
             status,
             error: field(&fields, "ErrorCode").map(|c| format!("twilio error {c}")),
         }])

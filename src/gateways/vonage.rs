@@ -143,7 +143,7 @@ impl Gateway for Vonage {
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {
-            key: crate::db::outbox::ReceiptKey::Provider(id.to_owned()),
+            key: super::ReceiptKey::Provider(id.to_owned()),
             status,
             error: field(&params, "err-code")
                 .filter(|c| *c != "0")

@@ -20,9 +20,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::Settings;
+use crate::core::{Action, State};
 use crate::db::support as q;
 use crate::error::ApiError;
-use crate::inbound::Inbound;
+use crate::programs::Programs;
 use crate::routes::guard::forwarded_https;
 use crate::routes::staff_auth::{client, note_number, note_staff, verify};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
@@ -379,7 +380,7 @@ pub struct NumberQuery {
     before: Option<String>,
 }
 
-fn state_class(state: &str) -> String {
+fn state_class(state: &State) -> String {
     format!("state-{state}")
 }
 
@@ -411,7 +412,7 @@ fn timeline_row(item: &TimelineItem) -> Markup {
             @match item {
                 TimelineItem::Inbound { text, action, gateway, gateway_message_id, .. } => {
                     td { "text in" }
-                    td { span.text { (text) } " " span.muted { (action.as_deref().unwrap_or("-")) " · " (gateway) " " (gateway_message_id) } }
+                    td { span.text { (text) } " " span.muted { (action.map_or("-", Action::as_str)) " · " (gateway) " " (gateway_message_id) } }
                 }
                 TimelineItem::StateChange { program, from_state, to_state, cause, actor, reason, .. } => {
                     td { "state" }
@@ -437,7 +438,7 @@ fn subscriber_page(s: &Subscriber, staff: &Staff, csrf: &str, query: &str) -> Ma
     let open: Vec<&str> = s
         .programs
         .iter()
-        .filter(|p| p.state != "unsubscribed")
+        .filter(|p| p.state != State::Unsubscribed)
         .map(|p| p.program.as_str())
         .collect();
     layout(
@@ -571,7 +572,7 @@ pub async fn opt_out(
     form: web::Form<OptOutForm>,
     pool: web::Data<Pool>,
     settings: web::Data<Settings>,
-    inbound: web::Data<Inbound>,
+    programs: web::Data<Programs>,
 ) -> Result<HttpResponse, ApiError> {
     refuse_cross_site(&req)?;
     let Some((staff, csrf)) = current(&req, &pool).await? else {
@@ -618,7 +619,7 @@ pub async fn opt_out(
     }
     record_opt_out(
         &pool,
-        &inbound,
+        &programs,
         &staff,
         &msisdn,
         program.as_deref(),

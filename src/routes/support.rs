@@ -12,8 +12,8 @@ use crate::config::Settings;
 use crate::core::State;
 use crate::db::support::{self as q, Goodbye, StaffOptOut};
 use crate::error::ApiError;
-use crate::inbound::Inbound;
-use crate::msisdn::{Msisdn, Region};
+use crate::msisdn::Msisdn;
+use crate::programs::Programs;
 use crate::routes::staff_auth::{client, note_number, require};
 use crate::staff::view::{NewToken, OptOutResult, Stats, Subscriber, SubscriberPage, TokenInfo};
 use crate::staff::{self, new_token, Role, Staff, TimelineCursor, TokenName};
@@ -21,9 +21,7 @@ use crate::telemetry::{clip, QUOTED_CHARS};
 
 /// The number in the path, in any common form, as E.164 (400 otherwise).
 pub fn parse_number(raw: &str, settings: &Settings) -> Result<Msisdn, ApiError> {
-    let region = Region::parse(&settings.service.default_region)
-        .unwrap_or_else(|| Region::parse("ID").expect("ID is a region"));
-    Msisdn::parse(raw, region).map_err(|e| ApiError::BadRequest(e.to_string()))
+    Msisdn::parse(raw, settings.service.region).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -177,7 +175,7 @@ pub fn check_opt_out(
 /// is named.
 pub async fn record_opt_out(
     pool: &Pool,
-    inbound: &Inbound,
+    programs: &Programs,
     staff: &Staff,
     msisdn: &Msisdn,
     program: Option<&str>,
@@ -185,7 +183,7 @@ pub async fn record_opt_out(
     confirm_sms: bool,
 ) -> Result<OptOutResult, ApiError> {
     let goodbye = if confirm_sms {
-        inbound.staff_goodbye(program)
+        programs.staff_goodbye(program)
     } else {
         None
     };
@@ -244,7 +242,7 @@ pub async fn opt_out(
     body: web::Json<OptOutRequest>,
     pool: web::Data<Pool>,
     settings: web::Data<Settings>,
-    inbound: web::Data<Inbound>,
+    programs: web::Data<Programs>,
 ) -> Result<HttpResponse, ApiError> {
     let msisdn = parse_number(&number, &settings)?;
     note_number(&req, &msisdn);
@@ -252,7 +250,7 @@ pub async fn opt_out(
         check_opt_out(body.program.as_deref(), body.reason.as_deref(), &settings)?;
     let result = record_opt_out(
         &pool,
-        &inbound,
+        &programs,
         &staff,
         &msisdn,
         program.as_deref(),

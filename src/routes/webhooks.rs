@@ -102,9 +102,13 @@ pub async fn receive(
             // The gateway retries the whole request later; what was stored
             // before is then a duplicate.
             Err(InboundError::Flooding) => return Err(ApiError::RateLimited),
+            // A conflict is a race the retry resolves: 503 like an outage.
             Err(InboundError::Db(e)) => {
-                tracing::error!(gateway = gateway.name(), error = %e, "inbound message not stored");
-                return Err(ApiError::Unavailable);
+                tracing::warn!(gateway = gateway.name(), "inbound message not stored");
+                return Err(match ApiError::from(e) {
+                    ApiError::Conflict(_) => ApiError::Unavailable,
+                    other => other,
+                });
             }
         }
     }
@@ -147,7 +151,7 @@ pub async fn status(
             &client,
             gateway.name(),
             &r.key,
-            r.status.as_str(),
+            r.status,
             r.error.as_deref(),
         )
         .await?;

@@ -39,6 +39,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 2] = [Role::Support, Role::Admin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Support => "support",

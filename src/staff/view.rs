@@ -5,6 +5,90 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::core::{Action, ReplyKind, State};
+
+/// What caused a ledger event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A message from the number.
+    Inbound,
+    /// A staff member (the actor), with a reason.
+    Staff,
+    /// The gateway (a carrier-level opt-out).
+    Provider,
+    System,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 4] = [Cause::Inbound, Cause::Staff, Cause::Provider, Cause::System];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Inbound => "inbound",
+            Cause::Staff => "staff",
+            Cause::Provider => "provider",
+            Cause::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a reply is on its way to the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    Dead,
+    Cancelled,
+    /// Possibly sent: the provider's answer never came.
+    Unknown,
+}
+
+impl ReplyStatus {
+    pub const ALL: [ReplyStatus; 9] = [
+        ReplyStatus::Queued,
+        ReplyStatus::Sending,
+        ReplyStatus::Sent,
+        ReplyStatus::Delivered,
+        ReplyStatus::Undelivered,
+        ReplyStatus::Failed,
+        ReplyStatus::Dead,
+        ReplyStatus::Cancelled,
+        ReplyStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyStatus::Queued => "queued",
+            ReplyStatus::Sending => "sending",
+            ReplyStatus::Sent => "sent",
+            ReplyStatus::Delivered => "delivered",
+            ReplyStatus::Undelivered => "undelivered",
+            ReplyStatus::Failed => "failed",
+            ReplyStatus::Dead => "dead",
+            ReplyStatus::Cancelled => "cancelled",
+            ReplyStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything known about one number.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Subscriber {
@@ -27,8 +111,8 @@ pub struct ProgramState {
     #[schema(example = "promo")]
     pub program: String,
     /// `none`, `pending`, `subscribed` or `unsubscribed`.
-    #[schema(example = "subscribed")]
-    pub state: String,
+    #[schema(value_type = String, example = "subscribed")]
+    pub state: State,
     pub since: DateTime<Utc>,
     pub consent: Evidence,
 }
@@ -40,8 +124,9 @@ pub struct ProgramState {
 pub struct Evidence {
     pub event_id: i64,
     /// `inbound`, `staff`, `provider` or `system`.
-    pub cause: String,
-    pub from_state: String,
+    pub cause: Cause,
+    #[schema(value_type = String)]
+    pub from_state: State,
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     #[schema(example = "MAU")]
@@ -66,7 +151,8 @@ pub enum TimelineItem {
         gateway: String,
         gateway_message_id: String,
         text: String,
-        action: Option<String>,
+        #[schema(value_type = Option<String>)]
+        action: Option<Action>,
         program: Option<String>,
         keyword: Option<String>,
     },
@@ -75,9 +161,11 @@ pub enum TimelineItem {
         id: i64,
         at: DateTime<Utc>,
         program: String,
-        from_state: String,
-        to_state: String,
-        cause: String,
+        #[schema(value_type = String)]
+        from_state: State,
+        #[schema(value_type = String)]
+        to_state: State,
+        cause: Cause,
         actor: Option<String>,
         reason: Option<String>,
         inbound_message_id: Option<i64>,
@@ -86,13 +174,14 @@ pub enum TimelineItem {
     Reply {
         id: String,
         at: DateTime<Utc>,
-        kind: String,
+        #[schema(value_type = String)]
+        kind: ReplyKind,
         program: Option<String>,
         text: String,
         sender: String,
         /// `queued`, `sending`, `sent`, `delivered`, `undelivered`,
         /// `failed`, `dead`, `cancelled` or `unknown` (possibly sent).
-        status: String,
+        status: ReplyStatus,
         attempts: i32,
         last_error: Option<String>,
         sent_at: Option<DateTime<Utc>>,
@@ -128,7 +217,8 @@ pub struct SubscriberSummary {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgramBrief {
     pub program: String,
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: State,
     pub since: DateTime<Utc>,
 }
 
@@ -232,7 +322,7 @@ pub fn render_subscriber(s: &Subscriber, colour: bool) -> String {
     for p in &s.programs {
         rows.push([
             p.program.clone(),
-            p.state.clone(),
+            p.state.to_string(),
             time(&p.since),
             evidence_line(&p.consent),
         ]);
@@ -266,7 +356,7 @@ pub fn render_subscriber(s: &Subscriber, colour: bool) -> String {
                 format!(
                     "{} ({}, {} {})",
                     quoted(text),
-                    action.as_deref().unwrap_or("-"),
+                    action.map_or("-", Action::as_str),
                     gateway,
                     gateway_message_id
                 ),
@@ -401,12 +491,12 @@ mod tests {
             last_inbound_at: Some(t),
             programs: vec![ProgramState {
                 program: "promo".into(),
-                state: "subscribed".into(),
+                state: State::Subscribed,
                 since: t,
                 consent: Evidence {
                     event_id: 1,
-                    cause: "inbound".into(),
-                    from_state: "none".into(),
+                    cause: Cause::Inbound,
+                    from_state: State::None,
                     effective_at: t,
                     recorded_at: t,
                     keyword: Some("MAU".into()),
@@ -422,9 +512,9 @@ mod tests {
                 id: 1,
                 at: t,
                 program: "promo".into(),
-                from_state: "none".into(),
-                to_state: "subscribed".into(),
-                cause: "inbound".into(),
+                from_state: State::None,
+                to_state: State::Subscribed,
+                cause: Cause::Inbound,
                 actor: None,
                 reason: None,
                 inbound_message_id: Some(1),
@@ -456,23 +546,21 @@ mod tests {
         s.programs[0].consent.actor = Some(evil.into());
         for item in &mut s.timeline {
             match item {
+                // States, causes, kinds and statuses are types now: only
+                // free text can carry escapes.
                 TimelineItem::Inbound {
                     gateway_message_id,
                     gateway,
-                    action,
                     ..
                 } => {
                     *gateway_message_id = evil.into();
                     *gateway = evil.into();
-                    *action = Some(evil.into());
                 }
-                TimelineItem::StateChange { actor, cause, .. } => {
+                TimelineItem::StateChange { actor, .. } => {
                     *actor = Some(evil.into());
-                    *cause = evil.into();
                 }
-                TimelineItem::Reply { kind, status, .. } => {
-                    *kind = evil.into();
-                    *status = evil.into();
+                TimelineItem::Reply { sender, .. } => {
+                    *sender = evil.into();
                 }
             }
         }

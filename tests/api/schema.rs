@@ -295,3 +295,58 @@ async fn the_previous_releases_apply_call_still_works_after_the_migration() {
         "a backdated time is not evidence through the old form either"
     );
 }
+
+/// What the database refuses is told apart: a bug (a CHECK, a bad value
+/// read back) is a 500 with nothing of the cause in the answer; a
+/// conflicting insert is a conflict; a broken connection is a 503.
+#[tokio::test]
+async fn database_errors_are_told_apart_as_unavailable_conflict_or_bug() {
+    use actix_web::ResponseError;
+    use keyward::db::{DbError, Fault};
+    use keyward::error::ApiError;
+
+    let db = fresh_database().await;
+    let client = connect(&db).await;
+    let check = client
+        .execute(
+            "INSERT INTO subscribers (msisdn) VALUES ('not a number')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    let check = DbError::from(check);
+    assert_eq!(check.fault(), Fault::Bug);
+    assert_eq!(check.server_detail().map(|d| d.0), Some("23514"));
+    let answer = ApiError::from(check);
+    assert_eq!(answer.status_code(), 500);
+    assert!(!answer.to_string().contains("subscribers"), "{answer}");
+
+    client
+        .execute(
+            "INSERT INTO subscribers (msisdn) VALUES ('+6281234567890')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let twice = client
+        .execute(
+            "INSERT INTO subscribers (msisdn) VALUES ('+6281234567890')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(DbError::from(twice).fault(), Fault::Conflict);
+
+    // A label keyward does not know is an error, not a default.
+    let row = client
+        .query_one("SELECT 'subscribd'::text", &[])
+        .await
+        .unwrap();
+    let decoded = keyward::db::types::get::<keyward::core::State>(&row, 0).unwrap_err();
+    assert_eq!(decoded.fault(), Fault::Bug);
+    assert!(decoded.to_string().contains("subscribd"), "{decoded}");
+
+    let unreachable = keyward::db::pool_error(deadpool_postgres::PoolError::Closed);
+    assert_eq!(unreachable.fault(), Fault::Unavailable);
+    assert_eq!(ApiError::from(unreachable).status_code(), 503);
+}

@@ -29,7 +29,7 @@ pub fn all_gateways() -> Settings {
             code: "6281100003344".into(),
             program: s.shortcodes[0].program.clone(),
             reply_via: "log".into(),
-            language: "id".into(),
+            language: keyward::core::Language::Id,
         });
         let telnyx_public = ed25519_dalek::SigningKey::from_bytes(&TELNYX_SEED).verifying_key();
         s.gateways = config::GatewaySettings {

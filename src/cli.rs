@@ -253,7 +253,7 @@ async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()>
     let handle = app.handle();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = settings.dispatch.workers;
-    let dispatcher = Arc::new(Dispatcher::new(&settings, pool, app.metrics()));
+    let dispatcher = Arc::new(Dispatcher::new(&settings, pool, app.metrics())?);
     let dispatcher = tokio::spawn(dispatcher.run(workers, stopped));
     tracing::info!(%addr, "keyward is listening");
     let server = tokio::spawn(app.run_until_stopped());
@@ -274,7 +274,7 @@ async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = settings.dispatch.workers.max(1);
-        let dispatcher = Arc::new(Dispatcher::new(&settings, pool, metrics));
+        let dispatcher = Arc::new(Dispatcher::new(&settings, pool, metrics)?);
         let running = tokio::spawn(dispatcher.run(workers, stopped));
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight sends");

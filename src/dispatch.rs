@@ -55,7 +55,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(settings: &Settings, pool: Pool, metrics: Arc<Metrics>) -> Self {
+    /// Fails when a sender's settings are wrong (`startup::check` says
+    /// which, before this).
+    pub fn new(
+        settings: &Settings,
+        pool: Pool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let d = settings.dispatch.clone();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(d.http_timeout_secs))
@@ -71,14 +77,14 @@ impl Dispatcher {
             std::process::id(),
             rand::rng().random::<u32>()
         );
-        Self {
+        Ok(Self {
             pool,
-            senders: Senders::from_settings(settings),
+            senders: Senders::from_settings(settings).map_err(crate::config::ConfigError)?,
             http,
             settings: d,
             owner,
             metrics,
-        }
+        })
     }
 
     /// Housekeeping no request does: parts of concatenated messages that
@@ -370,7 +376,7 @@ impl Dispatcher {
         let response = request.body(call.body).send().await;
         self.metrics
             .send_latency
-            .with_label_values(&[sender.name()])
+            .with_label_values(&[row.sender.as_str()])
             .observe(started.elapsed().as_secs_f64());
         let response = match response {
             Ok(r) => r,
@@ -404,7 +410,7 @@ impl Dispatcher {
         // failed) must not turn an accepted send into a retry.
         let (body, problem) = read_capped(response, MAX_ANSWER_BYTES).await;
         if let Some(problem) = problem {
-            tracing::warn!(outbox_id = %row.id, sender = sender.name(), status, %problem,
+            tracing::warn!(outbox_id = %row.id, sender = %row.sender, status, %problem,
                 "provider answer not read in full");
         }
         sender.outcome(&HttpAnswer {

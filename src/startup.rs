@@ -13,7 +13,7 @@ use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{middleware, web, App, HttpServer};
 use deadpool_postgres::Pool;
 
-use crate::config::{ConfigError, Settings, MAX_REPLY_CHARS, SENDERS};
+use crate::config::{ConfigError, Settings, MAX_REPLY_CHARS};
 use crate::error;
 use crate::gateways::Gateways;
 use crate::gateways::Senders;
@@ -48,23 +48,28 @@ pub fn check(settings: &Settings) -> Vec<String> {
             problems.push(format!("database.url / DATABASE_URL: {e}"));
         }
     }
-    let senders = Senders::from_settings(settings);
-    for (i, s) in settings.shortcodes.iter().enumerate() {
-        if SENDERS.contains(&s.reply_via.as_str()) && senders.get(&s.reply_via).is_none() {
-            // Otherwise every reply would fail at send time, for good.
-            problems.push(format!(
-                "shortcodes[{i}] `{1}`: reply_via `{0}` cannot send: configure [gateways.{0}] with its sending credentials",
-                s.reply_via, s.code
-            ));
+    // Each gateway judges its own settings (keys, account ids, tokens).
+    match Senders::from_settings(settings) {
+        Ok(senders) => {
+            for (i, s) in settings.shortcodes.iter().enumerate() {
+                let known = crate::gateways::names().any(|n| n == s.reply_via);
+                if !known {
+                    problems.push(format!(
+                        "shortcodes[{i}] `{}`: reply_via `{}` is not one of {}",
+                        s.code,
+                        s.reply_via,
+                        crate::gateways::names().collect::<Vec<_>>().join(", ")
+                    ));
+                } else if senders.get(&s.reply_via).is_none() {
+                    // Otherwise every reply would fail at send time, for good.
+                    problems.push(format!(
+                        "shortcodes[{i}] `{1}`: reply_via `{0}` cannot send: configure [gateways.{0}] with its sending credentials",
+                        s.reply_via, s.code
+                    ));
+                }
+            }
         }
-    }
-    if let Some(t) = &settings.gateways.telnyx {
-        if crate::gateways::telnyx::parse_public_key(&t.public_key).is_none() {
-            problems.push(
-                "gateways.telnyx.public_key: must be the base64 Ed25519 public key (32 bytes)"
-                    .into(),
-            );
-        }
+        Err(gateway_problems) => problems.extend(gateway_problems),
     }
     if problems.is_empty() {
         // Every reply as it will be sent must fit the outbox (1,600
@@ -134,7 +139,9 @@ impl Application {
         let next_pool = Arc::new(AtomicUsize::new(0));
         let metrics = web::Data::new(Metrics::new());
         let shared_metrics = metrics.clone().into_inner();
-        let gateways = web::Data::new(Gateways::from_settings(&settings));
+        let gateways = Gateways::from_settings(&settings)
+            .map_err(|problems| std::io::Error::other(ConfigError(problems)))?;
+        let gateways = web::Data::new(gateways);
         let programs = Arc::new(Programs::new(&settings));
         let inbound = web::Data::new(Inbound::new(&settings, programs.clone()));
         let programs = web::Data::from(programs);
@@ -262,57 +269,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_telnyx_key_must_be_a_key() {
-        let text = r#"
-            [[shortcodes]]
-            code = "3344"
-            program = "p"
-            [[programs]]
-            name = "p"
-            brand = "B"
-            frequency = { en = "weekly" }
-            [gateways.telnyx]
-            public_key = "not-a-key"
-        "#;
-        let err = check_toml(text).expect_err("invalid").to_string();
-        assert!(err.contains("gateways.telnyx.public_key"), "{err}");
-    }
-
-    #[test]
-    fn a_reply_longer_than_the_outbox_takes_is_refused() {
-        let long = format!(
+    /// One short code replying through `reply_via`, one program `p`, and
+    /// then `rest`.
+    fn one_program(reply_via: &str, rest: &str) -> String {
+        format!(
             r#"
             [[shortcodes]]
             code = "3344"
             program = "p"
+            reply_via = "{reply_via}"
             [[programs]]
             name = "p"
             brand = "B"
             frequency = {{ en = "weekly" }}
-            [programs.replies.en]
-            help = "{} {{stop}}"
-        "#,
+            {rest}
+        "#
+        )
+    }
+
+    #[test]
+    fn a_telnyx_key_must_be_a_key() {
+        let text = one_program("log", "[gateways.telnyx]\npublic_key = \"not-a-key\"");
+        let err = check_toml(&text).expect_err("invalid").to_string();
+        assert!(err.contains("gateways.telnyx.public_key"), "{err}");
+    }
+
+    #[test]
+    fn each_gateway_judges_its_own_credentials_and_all_problems_come_at_once() {
+        let text = one_program(
+            "log",
+            r#"[gateways.plivo]
+            auth_id = "MA1"
+            auth_token = "change-me"
+            [gateways.twilio]
+            account_sid = "XX1"
+            auth_token = "token""#,
+        );
+        let err = check_toml(&text).expect_err("invalid").to_string();
+        for needle in [
+            "gateways.plivo.auth_token: is a placeholder",
+            "gateways.plivo: service.public_url is needed",
+            "gateways.twilio.account_sid: must start with AC",
+            "gateways.twilio: service.public_url is needed",
+        ] {
+            assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_reply_longer_than_the_outbox_takes_is_refused() {
+        let help = format!(
+            "[programs.replies.en]\nhelp = \"{} {{stop}}\"",
             "x".repeat(1700)
         );
-        let err = check_toml(&long).expect_err("too long").to_string();
+        let err = check_toml(&one_program("log", &help))
+            .expect_err("too long")
+            .to_string();
         assert!(err.contains("en help reply is"), "{err}");
     }
 
     #[test]
+    fn a_short_code_must_reply_through_a_sender_keyward_knows() {
+        let err = check_toml(&one_program("carrier-pigeon", ""))
+            .expect_err("unknown sender")
+            .to_string();
+        assert!(
+            err.contains("reply_via `carrier-pigeon` is not one of"),
+            "{err}"
+        );
+        assert!(err.contains("twilio"), "{err}");
+    }
+
+    #[test]
     fn a_short_code_must_reply_through_a_sender_that_can_send() {
-        let text = r#"
-            [[shortcodes]]
-            code = "3344"
-            program = "p"
-            reply_via = "kannel"
-            [[programs]]
-            name = "p"
-            brand = "B"
-            frequency = { en = "weekly" }
-            [gateways.kannel]
-            secret = "kannel-secret-0123456789"
-        "#;
+        let text = one_program(
+            "kannel",
+            "[gateways.kannel]\nsecret = \"kannel-secret-0123456789\"",
+        );
+        let text = text.as_str();
         let err = check_toml(text).expect_err("no sendsms_url").to_string();
         assert!(err.contains("reply_via `kannel` cannot send"), "{err}");
         let with_url = text.replace(

@@ -448,7 +448,7 @@ fn set_everywhere(json: &mut serde_json::Value, key: &str, value: &str) {
 }
 
 fn gateways_hold_up(cases: u32) {
-    let gateways = Gateways::from_settings(&settings());
+    let gateways = Gateways::from_settings(&settings()).expect("gateways build");
     let seeds = seeds();
     let strategy = (
         0..seeds.len(),
@@ -468,7 +468,7 @@ fn gateways_hold_up(cases: u32) {
 }
 
 fn arbitrary_requests_hold_up(cases: u32) {
-    let gateways = Gateways::from_settings(&settings());
+    let gateways = Gateways::from_settings(&settings()).expect("gateways build");
     let names = [
         "twilio", "vonage", "plivo", "telnyx", "infobip", "kannel", "jasmin", "generic",
     ];

@@ -263,11 +263,10 @@ log-level = 0
 
     // The dispatcher sends replies through smsbox's sendsms.
     let pool = keyward::db::pool(db.clone(), 2).unwrap();
-    let dispatcher = Arc::new(Dispatcher::new(
-        &settings,
-        pool,
-        Arc::new(keyward::metrics::Metrics::new()),
-    ));
+    let dispatcher = Arc::new(
+        Dispatcher::new(&settings, pool, Arc::new(keyward::metrics::Metrics::new()))
+            .expect("the senders build"),
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(dispatcher.run(1, stopped));
 

@@ -22,9 +22,6 @@ use super::{
 };
 use crate::config::{GenericSettings, Secret};
 
-/// Signatures older or newer than this are refused as replays.
-pub const WINDOW_SECS: i64 = 300;
-
 pub struct Generic {
     secrets: Vec<Secret>,
     allow_unsigned: bool,
@@ -67,7 +64,7 @@ impl Generic {
             .header("x-keyward-signature")
             .ok_or_else(|| WebhookError::Unauthorized("missing X-Keyward-Signature".into()))?;
         let ts_raw = req.header("x-keyward-timestamp");
-        check_timestamp(ts_raw, req.now, WINDOW_SECS)?;
+        check_timestamp(ts_raw, req.now, super::REPLAY_WINDOW_SECS)?;
         let tag = signature
             .strip_prefix("sha256=")
             .and_then(|h| hex::decode(h.trim()).ok())
@@ -174,10 +171,6 @@ impl GenericSender {
 }
 
 impl super::Sender for GenericSender {
-    fn name(&self) -> &'static str {
-        "generic"
-    }
-
     fn request(&self, sms: &super::OutboundSms<'_>, now: DateTime<Utc>) -> Option<super::HttpCall> {
         let body = serde_json::to_vec(&serde_json::json!({
             "id": sms.id,
@@ -209,3 +202,12 @@ impl super::Sender for GenericSender {
         true
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "generic",
+    build: |settings| {
+        super::configured(&settings.gateways.generic, |c| {
+            Ok(super::Built::new(Generic::new(c), GenericSender::new(c)))
+        })
+    },
+};

@@ -59,20 +59,30 @@ fn read(result: &Value) -> Result<ReceivedSms, String> {
     })
 }
 
+impl Infobip {
+    /// The authenticated `results` array that messages and delivery
+    /// reports both come in.
+    fn results(&self, req: &WebhookRequest<'_>) -> Result<Vec<Value>, WebhookError> {
+        req.require_content_type(&["application/json"])?;
+        check_shared_secret(req, &self.secrets)?;
+        let mut body: Value = serde_json::from_slice(req.body)
+            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
+        // `get_mut`, not `body["results"]`: indexing a non-object panics.
+        match body.get_mut("results").map(Value::take) {
+            Some(Value::Array(results)) => Ok(results),
+            _ => Err(WebhookError::BadRequest("missing `results` array".into())),
+        }
+    }
+}
+
 impl Gateway for Infobip {
     fn name(&self) -> &'static str {
         "infobip"
     }
 
     fn receive(&self, req: &WebhookRequest<'_>) -> Result<Vec<Item>, WebhookError> {
-        req.require_content_type(&["application/json"])?;
-        check_shared_secret(req, &self.secrets)?;
-        let body: Value = serde_json::from_slice(req.body)
-            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
-        let results = body["results"]
-            .as_array()
-            .ok_or_else(|| WebhookError::BadRequest("missing `results` array".into()))?;
-        Ok(results
+        Ok(self
+            .results(req)?
             .iter()
             .map(|r| read(r).map(Item::Sms).unwrap_or_else(Item::Invalid))
             .collect())
@@ -85,14 +95,8 @@ impl Gateway for Infobip {
     /// Delivery reports: `{"results": [{"messageId", "status": {"groupName"},
     /// "error": {"name"}}]}`, authenticated by the shared secret.
     fn receipts(&self, req: &WebhookRequest<'_>) -> Result<Vec<super::Receipt>, WebhookError> {
-        req.require_content_type(&["application/json"])?;
-        check_shared_secret(req, &self.secrets)?;
-        let body: Value = serde_json::from_slice(req.body)
-            .map_err(|_| WebhookError::BadRequest("invalid JSON".into()))?;
-        let results = body["results"]
-            .as_array()
-            .ok_or_else(|| WebhookError::BadRequest("missing `results` array".into()))?;
-        Ok(results
+        Ok(self
+            .results(req)?
             .iter()
             .filter_map(|r| {
                 let status = match r["status"]["groupName"].as_str()? {
@@ -137,10 +141,6 @@ impl InfobipSender {
 }
 
 impl super::Sender for InfobipSender {
-    fn name(&self) -> &'static str {
-        "infobip"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -155,16 +155,11 @@ impl super::Sender for InfobipSender {
             message["notifyUrl"] = serde_json::json!(cb);
             message["notifyContentType"] = serde_json::json!("application/json");
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![
-                ("authorization".into(), self.auth.clone()),
-                ("content-type".into(), "application/json".into()),
-            ],
-            body: serde_json::to_vec(&serde_json::json!({"messages": [message]}))
-                .unwrap_or_default(),
-        })
+        Some(super::HttpCall::post_json(
+            &self.url,
+            Some(&self.auth),
+            &serde_json::json!({"messages": [message]}),
+        ))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -174,6 +169,19 @@ impl super::Sender for InfobipSender {
         })
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "infobip",
+    build: |settings| {
+        super::configured(&settings.gateways.infobip, |c| {
+            let callback = super::status_callback(settings, "infobip");
+            Ok(super::Built::new(
+                Infobip::new(c),
+                InfobipSender::new(c, callback),
+            ))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

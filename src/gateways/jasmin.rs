@@ -108,12 +108,7 @@ pub struct JasminSender {
 impl JasminSender {
     /// `None` without a username.
     pub fn new(settings: &JasminSettings, callback: Option<String>) -> Option<Self> {
-        let token = settings
-            .secret
-            .all()
-            .first()
-            .map(|s| s.expose().to_owned())
-            .unwrap_or_default();
+        let token = settings.secret.current().to_owned();
         Some(Self {
             url: format!("{}/send", settings.api_base.trim_end_matches('/')),
             username: settings.username.clone()?,
@@ -128,10 +123,6 @@ impl JasminSender {
 }
 
 impl super::Sender for JasminSender {
-    fn name(&self) -> &'static str {
-        "jasmin"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -164,15 +155,7 @@ impl super::Sender for JasminSender {
                 ("dlr-method", "POST"),
             ]);
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![(
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
-            body: super::form_body(&form),
-        })
+        Some(super::HttpCall::post_form(&self.url, None, &form))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -184,3 +167,16 @@ impl super::Sender for JasminSender {
         })
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "jasmin",
+    build: |settings| {
+        super::configured(&settings.gateways.jasmin, |c| {
+            let callback = super::status_callback(settings, "jasmin");
+            Ok(super::Built::new(
+                Jasmin::new(c),
+                JasminSender::new(c, callback),
+            ))
+        })
+    },
+};

@@ -126,22 +126,13 @@ impl KannelSender {
                 .as_ref()
                 .map(|p| p.expose().to_owned())
                 .unwrap_or_default(),
-            token: settings
-                .secret
-                .all()
-                .first()
-                .map(|s| s.expose().to_owned())
-                .unwrap_or_default(),
+            token: settings.secret.current().to_owned(),
             callback,
         })
     }
 }
 
 impl super::Sender for KannelSender {
-    fn name(&self) -> &'static str {
-        "kannel"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -174,6 +165,19 @@ impl super::Sender for KannelSender {
         })
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "kannel",
+    build: |settings| {
+        super::configured(&settings.gateways.kannel, |c| {
+            let callback = super::status_callback(settings, "kannel");
+            Ok(super::Built::new(
+                Kannel::new(c),
+                KannelSender::new(c, callback),
+            ))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

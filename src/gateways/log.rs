@@ -8,10 +8,6 @@ use super::{HttpCall, OutboundSms, Sender};
 pub struct LogSender;
 
 impl Sender for LogSender {
-    fn name(&self) -> &'static str {
-        "log"
-    }
-
     fn request(&self, _sms: &OutboundSms<'_>, _now: DateTime<Utc>) -> Option<HttpCall> {
         None
     }
@@ -21,3 +17,13 @@ impl Sender for LogSender {
         true
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "log",
+    build: |_| {
+        Ok(super::Built {
+            gateway: None,
+            sender: Some(std::sync::Arc::new(LogSender)),
+        })
+    },
+};

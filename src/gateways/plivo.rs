@@ -158,12 +158,7 @@ pub struct PlivoSender {
 
 impl PlivoSender {
     pub fn new(settings: &PlivoSettings, callback: Option<String>) -> Self {
-        let token = settings
-            .auth_token
-            .all()
-            .first()
-            .map(Secret::expose)
-            .unwrap_or_default();
+        let token = settings.auth_token.current();
         Self {
             url: format!(
                 "{}/v1/Account/{}/Message/",
@@ -177,10 +172,6 @@ impl PlivoSender {
 }
 
 impl super::Sender for PlivoSender {
-    fn name(&self) -> &'static str {
-        "plivo"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -195,15 +186,11 @@ impl super::Sender for PlivoSender {
             body["url"] = serde_json::json!(cb);
             body["method"] = serde_json::json!("POST");
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![
-                ("authorization".into(), self.auth.clone()),
-                ("content-type".into(), "application/json".into()),
-            ],
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-        })
+        Some(super::HttpCall::post_json(
+            &self.url,
+            Some(&self.auth),
+            &body,
+        ))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -219,6 +206,24 @@ impl super::Sender for PlivoSender {
         })
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "plivo",
+    build: |settings| {
+        super::configured(&settings.gateways.plivo, |c| {
+            let problems = super::auth::url_signing_problems(settings, "plivo", &c.auth_token);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+            let public_url = settings.service.public_url.as_deref();
+            let callback = super::status_callback(settings, "plivo");
+            Ok(super::Built::new(
+                Plivo::new(c, public_url),
+                Some(PlivoSender::new(c, callback)),
+            ))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

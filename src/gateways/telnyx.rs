@@ -19,8 +19,6 @@ use super::{
 };
 use crate::config::TelnyxSettings;
 
-pub const WINDOW_SECS: i64 = 300;
-
 pub struct Telnyx {
     key: VerifyingKey,
 }
@@ -34,11 +32,13 @@ pub fn parse_public_key(b64: &str) -> Option<VerifyingKey> {
 }
 
 impl Telnyx {
-    /// `None` when the key is invalid (refused by config validation first).
-    pub fn new(settings: &TelnyxSettings) -> Option<Self> {
-        Some(Self {
-            key: parse_public_key(&settings.public_key)?,
-        })
+    /// Refused unless `public_key` is a base64 Ed25519 public key.
+    pub fn new(settings: &TelnyxSettings) -> Result<Self, String> {
+        let key = parse_public_key(&settings.public_key).ok_or_else(|| {
+            "gateways.telnyx.public_key: must be the base64 Ed25519 public key (32 bytes)"
+                .to_owned()
+        })?;
+        Ok(Self { key })
     }
 
     fn verify(&self, req: &WebhookRequest<'_>) -> Result<(), WebhookError> {
@@ -46,7 +46,7 @@ impl Telnyx {
             .header("telnyx-signature-ed25519")
             .ok_or_else(|| WebhookError::Unauthorized("missing telnyx-signature-ed25519".into()))?;
         let ts = req.header("telnyx-timestamp");
-        check_timestamp(ts, req.now, WINDOW_SECS)?;
+        check_timestamp(ts, req.now, super::REPLAY_WINDOW_SECS)?;
         let signature = base64::engine::general_purpose::STANDARD
             .decode(signature.trim())
             .ok()
@@ -156,10 +156,6 @@ impl TelnyxSender {
 }
 
 impl super::Sender for TelnyxSender {
-    fn name(&self) -> &'static str {
-        "telnyx"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -169,15 +165,11 @@ impl super::Sender for TelnyxSender {
         if let Some(cb) = &self.callback {
             body["webhook_url"] = serde_json::json!(cb);
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![
-                ("authorization".into(), self.auth.clone()),
-                ("content-type".into(), "application/json".into()),
-            ],
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-        })
+        Some(super::HttpCall::post_json(
+            &self.url,
+            Some(&self.auth),
+            &body,
+        ))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -196,3 +188,16 @@ impl super::Sender for TelnyxSender {
         super::http_outcome(answer, |_| json["data"]["id"].as_str().map(str::to_owned))
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "telnyx",
+    build: |settings| {
+        super::configured(&settings.gateways.telnyx, |c| {
+            let callback = super::status_callback(settings, "telnyx");
+            Ok(super::Built::new(
+                Telnyx::new(c).map_err(|e| vec![e])?,
+                TelnyxSender::new(c, callback),
+            ))
+        })
+    },
+};

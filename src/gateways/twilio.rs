@@ -228,12 +228,7 @@ pub struct TwilioSender {
 
 impl TwilioSender {
     pub fn new(settings: &TwilioSettings, status_callback: Option<String>) -> Self {
-        let token = settings
-            .auth_token
-            .all()
-            .first()
-            .map(Secret::expose)
-            .unwrap_or_default();
+        let token = settings.auth_token.current();
         Self {
             url: format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -250,10 +245,6 @@ impl TwilioSender {
 pub const OPTED_OUT: i64 = 21610;
 
 impl super::Sender for TwilioSender {
-    fn name(&self) -> &'static str {
-        "twilio"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -263,18 +254,11 @@ impl super::Sender for TwilioSender {
         if let Some(cb) = &self.status_callback {
             form.push(("StatusCallback", cb));
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![
-                ("authorization".into(), self.auth.clone()),
-                (
-                    "content-type".into(),
-                    "application/x-www-form-urlencoded".into(),
-                ),
-            ],
-            body: super::form_body(&form),
-        })
+        Some(super::HttpCall::post_form(
+            &self.url,
+            Some(&self.auth),
+            &form,
+        ))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -290,6 +274,27 @@ impl super::Sender for TwilioSender {
         super::http_outcome(answer, |_| json["sid"].as_str().map(str::to_owned))
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "twilio",
+    build: |settings| {
+        super::configured(&settings.gateways.twilio, |c| {
+            let mut problems = super::auth::url_signing_problems(settings, "twilio", &c.auth_token);
+            if !c.account_sid.starts_with("AC") {
+                problems.push("gateways.twilio.account_sid: must start with AC".into());
+            }
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+            let public_url = settings.service.public_url.as_deref();
+            let callback = super::status_callback(settings, "twilio");
+            Ok(super::Built::new(
+                Twilio::new(c, public_url),
+                Some(TwilioSender::new(c, callback)),
+            ))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -19,8 +19,6 @@ use super::{
 };
 use crate::config::{Secret, VonageSettings, VonageSignatureMethod};
 
-pub const WINDOW_SECS: i64 = 300;
-
 pub struct Vonage {
     secrets: Vec<Secret>,
     method: VonageSignatureMethod,
@@ -42,7 +40,11 @@ impl Vonage {
         let sig = field(params, "sig").ok_or_else(|| {
             WebhookError::Unauthorized("missing sig (signed webhooks required)".into())
         })?;
-        check_timestamp(field(params, "timestamp"), req.now, WINDOW_SECS)?;
+        check_timestamp(
+            field(params, "timestamp"),
+            req.now,
+            super::REPLAY_WINDOW_SECS,
+        )?;
         let tag = hex::decode(sig.trim().to_ascii_lowercase())
             .map_err(|_| WebhookError::Unauthorized("sig is not hex".into()))?;
         let data = signed_data(params);
@@ -228,10 +230,6 @@ impl VonageSender {
 }
 
 impl super::Sender for VonageSender {
-    fn name(&self) -> &'static str {
-        "vonage"
-    }
-
     fn request(
         &self,
         sms: &super::OutboundSms<'_>,
@@ -251,15 +249,7 @@ impl super::Sender for VonageSender {
         if let Some(cb) = &self.callback {
             form.push(("callback", cb));
         }
-        Some(super::HttpCall {
-            method: actix_web::http::Method::POST,
-            url: self.url.clone(),
-            headers: vec![(
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
-            body: super::form_body(&form),
-        })
+        Some(super::HttpCall::post_form(&self.url, None, &form))
     }
 
     fn outcome(&self, answer: &super::HttpAnswer<'_>) -> super::SendOutcome {
@@ -289,6 +279,19 @@ impl super::Sender for VonageSender {
         }
     }
 }
+
+pub const REGISTRATION: super::Registration = super::Registration {
+    name: "vonage",
+    build: |settings| {
+        super::configured(&settings.gateways.vonage, |c| {
+            let callback = super::status_callback(settings, "vonage");
+            Ok(super::Built::new(
+                Vonage::new(c),
+                VonageSender::new(c, callback),
+            ))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,13 @@ fn webhook_request<'a>(
     }
 }
 
+/// A request an adapter refused, logged as such (4xx: the gateway's fault).
+fn refused(gateway: &str, what: &'static str, e: crate::gateways::WebhookError) -> ApiError {
+    let e = ApiError::from(e);
+    tracing::info!(gateway, error = %e, "{what}");
+    e
+}
+
 pub async fn receive(
     req: HttpRequest,
     gateway: web::Path<String>,
@@ -74,11 +81,9 @@ pub async fn receive(
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let now = Utc::now();
     let request = webhook_request(&req, &body, now);
-    let items = gateway.receive(&request).map_err(|e| {
-        let e = ApiError::from(e);
-        tracing::info!(gateway = gateway.name(), error = %e, "webhook refused");
-        e
-    })?;
+    let items = gateway
+        .receive(&request)
+        .map_err(|e| refused(gateway.name(), "webhook refused", e))?;
 
     let mut outcomes = Vec::with_capacity(items.len());
     let mut invalid = Vec::new();
@@ -137,11 +142,9 @@ pub async fn status(
 ) -> Result<HttpResponse, ApiError> {
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
     let request = webhook_request(&req, &body, Utc::now());
-    let receipts = gateway.receipts(&request).map_err(|e| {
-        let e = ApiError::from(e);
-        tracing::info!(gateway = gateway.name(), error = %e, "delivery report refused");
-        e
-    })?;
+    let receipts = gateway
+        .receipts(&request)
+        .map_err(|e| refused(gateway.name(), "delivery report refused", e))?;
     let client = pool.get().await.map_err(|e| {
         tracing::error!(error = %e, "delivery report not stored");
         ApiError::Unavailable

@@ -89,11 +89,10 @@ impl Rig {
 
     fn dispatcher(&self) -> Arc<Dispatcher> {
         let pool = keyward::db::pool(self.app.db.clone(), 4).unwrap();
-        Arc::new(Dispatcher::new(
-            &self.settings,
-            pool,
-            Arc::new(Metrics::new()),
-        ))
+        Arc::new(
+            Dispatcher::new(&self.settings, pool, Arc::new(Metrics::new()))
+                .expect("the senders build"),
+        )
     }
 
     /// Runs one dispatcher until nothing is due.

@@ -39,7 +39,8 @@
 //! sign_url = "…"                    # twilio, plivo: sign this URL instead
 //! sign_method = "sha256"            # vonage: instead of the configured one
 //! basic_user = "…"                  # basic: the user name (default keyward)
-//! after_sign = { body = "…", query = "…", headers = {…}, remove_headers = […] }
+//! after_sign = { replace = ["from", "to"], body = "…", query = "…",
+//!               headers = {…}, remove_headers = […] }
 //! known_bug = "…"                   # the expectation is right, the adapter not
 //! [case.expect]
 //! status = 200                      # what the route answers (errors mapped)
@@ -416,6 +417,9 @@ fn post() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AfterSign {
+    /// `[from, to]`: every `from` in the body and the query becomes `to`
+    /// (the signature stays as it was).
+    replace: Option<[String; 2]>,
     body: Option<String>,
     query: Option<String>,
     #[serde(default)]
@@ -825,6 +829,23 @@ fn signing_key(seed_b64: &str) -> Result<ed25519_dalek::SigningKey, String> {
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
+/// `haystack` with every `from` replaced by `to`, and whether there was one.
+fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(haystack.len());
+    let (mut i, mut found) = (0, false);
+    while i < haystack.len() {
+        if !from.is_empty() && haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+            found = true;
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    (out, found)
+}
+
 fn build(case: &Case, table: &Table, config: &toml::Table) -> Result<Built, String> {
     let body = match (&case.body, &case.body_hex) {
         (Some(_), Some(_)) => return Err("both body and body_hex".into()),
@@ -871,6 +892,14 @@ fn build(case: &Case, table: &Table, config: &toml::Table) -> Result<Built, Stri
         return Err("sign_key, sign_url or sign_method without sign".into());
     }
     if let Some(after) = &case.after_sign {
+        if let Some([from, to]) = &after.replace {
+            let (body, in_body) = replace_bytes(&req.body, from.as_bytes(), to.as_bytes());
+            if !in_body && !req.query.contains(from.as_str()) {
+                return Err(format!("after_sign.replace: `{from}` is in neither body nor query"));
+            }
+            req.body = body;
+            req.query = req.query.replace(from.as_str(), to);
+        }
         if let Some(b) = &after.body {
             req.body = b.clone().into_bytes();
         }

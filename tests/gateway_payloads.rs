@@ -986,12 +986,36 @@ fn check_item(i: usize, want: &ItemSpec, got: &GotItem, origin: &str, problems: 
     }
 }
 
+/// What the adapter returned, in a line.
+fn brief(got: &Got) -> String {
+    match got {
+        Got::Refused { status, message } => format!("refused {status} {message:?}"),
+        Got::Items(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| match i.kind {
+                    "invalid" => format!("invalid {:?}", i.reason),
+                    kind => format!("{kind} {} {:?}", i.id, i.text),
+                })
+                .collect();
+            format!("items [{}]", items.join(", "))
+        }
+        Got::Receipts(receipts) => {
+            let receipts: Vec<String> = receipts
+                .iter()
+                .map(|r| format!("{} {} {:?}", r.key, r.status, r.error))
+                .collect();
+            format!("receipts [{}]", receipts.join(", "))
+        }
+    }
+}
+
 fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
     let mut problems = vec![];
     let expect = &case.expect;
     let status = route_status(got);
     if status != expect.status {
-        problems.push(format!("status: expected {}, got {status} ({got:?})", expect.status));
+        problems.push(format!("status: expected {}, got {status}: {}", expect.status, brief(got)));
     }
     if let Some(part) = &expect.error {
         let message = match got {
@@ -1018,7 +1042,7 @@ fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
     match got {
         Got::Refused { .. } => {
             if expect.items.is_some() || expect.receipts.is_some() {
-                problems.push(format!("expected the adapter to accept the request, it refused: {got:?}"));
+                problems.push(format!("expected the adapter to accept the request: {}", brief(got)));
             }
         }
         Got::Items(items) => match &expect.items {

@@ -47,13 +47,26 @@
 //! error = "…"                       # a part of the refusal's message
 //! [[case.expect.items]]             # receive: exactly these items
 //! kind = "sms"                      # sms | part | invalid
-//! id = "…"; from = "…"; to = "…"; text = "…"; hint = "opt_out"; sent_at = "…"
-//! reference = "…"; total = 2; number = 1   # part
+//! id = "…"                          # id, from, to, text: always given
+//! from = "…"
+//! origin = "international"          # optional: instead of the table's
+//! to = "…"
+//! text = "…"
+//! hint = "opt_out"                  # absent: no hint
+//! sent_at = "…"                     # optional; "none": no time
+//! reference = "…"                   # part: reference, total, number
+//! total = 2
+//! number = 1
 //! reason = "…"                      # invalid: a part of the reason
 //! [[case.expect.receipts]]          # receipts: exactly these
 //! key = "provider:…"                # or outbox:…
-//! status = "delivered"; error = "…"
+//! status = "delivered"              # sent | delivered | undelivered | failed
+//! error = "…"                       # absent: none
 //! ```
+//!
+//! Without `items`, an error status is met by a refusal or by nothing but
+//! invalid items alike (the route answers both 400), so a table need not
+//! follow which of the two an adapter chooses.
 //!
 //! Signatures are computed here, from the case's `sign` directive and the
 //! table's configured secrets, the way each provider documents them — not
@@ -114,6 +127,23 @@ mod surface {
         Receipts(Vec<GotReceipt>),
     }
 
+    impl Got {
+        /// The status `routes::webhooks` answers for this: a refusal's own
+        /// (as `ApiError` maps it); for items, 400 when every one of them
+        /// is invalid, else 200 (a batch with one good item is taken).
+        pub fn route_status(&self) -> u16 {
+            match self {
+                Got::Refused { status, .. } => *status,
+                Got::Items(items)
+                    if !items.is_empty() && items.iter().all(|i| i.kind == "invalid") =>
+                {
+                    400
+                }
+                _ => 200,
+            }
+        }
+    }
+
     #[derive(Debug, Default)]
     pub struct GotItem {
         /// sms, part or invalid
@@ -163,7 +193,8 @@ mod surface {
 
     /// Settings from a keyward.toml text (`origin` names it in errors).
     pub fn load(origin: &std::path::Path, toml: &str) -> Result<Adapters, String> {
-        let settings = Settings::from_sources(Some((origin, toml)), &[]).map_err(|e| e.to_string())?;
+        let settings =
+            Settings::from_sources(Some((origin, toml)), &[]).map_err(|e| e.to_string())?;
         Ok(Adapters(Gateways::from_settings(&settings)))
     }
 
@@ -784,7 +815,10 @@ impl Signer<'_> {
                 data.extend_from_slice(&req.body);
                 let key = self.key("secret")?;
                 let tag = hmac::<hmac::Hmac<sha2::Sha256>>(key.as_bytes(), &data);
-                req.set_header("x-keyward-signature", format!("sha256={}", hex::encode(tag)));
+                req.set_header(
+                    "x-keyward-signature",
+                    format!("sha256={}", hex::encode(tag)),
+                );
             }
             // Gateways that cannot sign: the secret as `?token=` …
             "token" => {
@@ -850,9 +884,8 @@ fn build(case: &Case, table: &Table, config: &toml::Table) -> Result<Built, Stri
     let body = match (&case.body, &case.body_hex) {
         (Some(_), Some(_)) => return Err("both body and body_hex".into()),
         (Some(b), None) => b.clone().into_bytes(),
-        (None, Some(h)) => {
-            hex::decode(h.split_whitespace().collect::<String>()).map_err(|e| format!("body_hex: {e}"))?
-        }
+        (None, Some(h)) => hex::decode(h.split_whitespace().collect::<String>())
+            .map_err(|e| format!("body_hex: {e}"))?,
         (None, None) => vec![],
     };
     let now = time(case.now.as_deref().unwrap_or(&table.now))?;
@@ -895,7 +928,9 @@ fn build(case: &Case, table: &Table, config: &toml::Table) -> Result<Built, Stri
         if let Some([from, to]) = &after.replace {
             let (body, in_body) = replace_bytes(&req.body, from.as_bytes(), to.as_bytes());
             if !in_body && !req.query.contains(from.as_str()) {
-                return Err(format!("after_sign.replace: `{from}` is in neither body nor query"));
+                return Err(format!(
+                    "after_sign.replace: `{from}` is in neither body nor query"
+                ));
             }
             req.body = body;
             req.query = req.query.replace(from.as_str(), to);
@@ -918,16 +953,6 @@ fn build(case: &Case, table: &Table, config: &toml::Table) -> Result<Built, Stri
 
 // === Checking ===============================================================
 
-/// The status the route answers for what the adapter returned: a refusal's
-/// own; for items, 400 when every one of them is invalid, else 200.
-fn route_status(got: &Got) -> u16 {
-    match got {
-        Got::Refused { status, .. } => *status,
-        Got::Items(items) if !items.is_empty() && items.iter().all(|i| i.kind == "invalid") => 400,
-        _ => 200,
-    }
-}
-
 fn check_item(i: usize, want: &ItemSpec, got: &GotItem, origin: &str, problems: &mut Vec<String>) {
     fn same(problems: &mut Vec<String>, i: usize, what: &str, want: Option<&str>, got: &str) {
         if let Some(w) = want {
@@ -943,23 +968,40 @@ fn check_item(i: usize, want: &ItemSpec, got: &GotItem, origin: &str, problems: 
     if want.kind == "invalid" {
         if let Some(r) = &want.reason {
             if !got.reason.contains(r.as_str()) {
-                problems.push(format!("item {i} reason: expected it to contain {r:?}, got {:?}", got.reason));
+                problems.push(format!(
+                    "item {i} reason: expected it to contain {r:?}, got {:?}",
+                    got.reason
+                ));
             }
         }
         return;
     }
-    for (name, value) in [("id", &want.id), ("from", &want.from), ("to", &want.to), ("text", &want.text)] {
+    for (name, value) in [
+        ("id", &want.id),
+        ("from", &want.from),
+        ("to", &want.to),
+        ("text", &want.text),
+    ] {
         if value.is_none() {
             problems.push(format!("item {i}: the table must give `{name}`"));
         }
     }
     same(problems, i, "id", want.id.as_deref(), &got.id);
     same(problems, i, "from", want.from.as_deref(), &got.from);
-    same(problems, i, "origin", Some(want.origin.as_deref().unwrap_or(origin)), got.origin);
+    same(
+        problems,
+        i,
+        "origin",
+        Some(want.origin.as_deref().unwrap_or(origin)),
+        got.origin,
+    );
     same(problems, i, "to", want.to.as_deref(), &got.to);
     same(problems, i, "text", want.text.as_deref(), &got.text);
     if want.hint.as_deref() != got.hint {
-        problems.push(format!("item {i} hint: expected {:?}, got {:?}", want.hint, got.hint));
+        problems.push(format!(
+            "item {i} hint: expected {:?}, got {:?}",
+            want.hint, got.hint
+        ));
     }
     if let Some(t) = &want.sent_at {
         let expected = if t == "none" {
@@ -969,12 +1011,21 @@ fn check_item(i: usize, want: &ItemSpec, got: &GotItem, origin: &str, problems: 
         };
         match expected {
             Ok(e) if e == got.sent_at => {}
-            Ok(e) => problems.push(format!("item {i} sent_at: expected {e:?}, got {:?}", got.sent_at)),
+            Ok(e) => problems.push(format!(
+                "item {i} sent_at: expected {e:?}, got {:?}",
+                got.sent_at
+            )),
             Err(e) => problems.push(format!("item {i} sent_at: {e}")),
         }
     }
     if want.kind == "part" {
-        same(problems, i, "reference", want.reference.as_deref(), &got.reference);
+        same(
+            problems,
+            i,
+            "reference",
+            want.reference.as_deref(),
+            &got.reference,
+        );
         if want.total != Some(got.total) || want.number != Some(got.number) {
             problems.push(format!(
                 "item {i} part: expected {:?}/{:?}, got {}/{}",
@@ -1013,9 +1064,13 @@ fn brief(got: &Got) -> String {
 fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
     let mut problems = vec![];
     let expect = &case.expect;
-    let status = route_status(got);
+    let status = got.route_status();
     if status != expect.status {
-        problems.push(format!("status: expected {}, got {status}: {}", expect.status, brief(got)));
+        problems.push(format!(
+            "status: expected {}, got {status}: {}",
+            expect.status,
+            brief(got)
+        ));
     }
     if let Some(part) = &expect.error {
         let message = match got {
@@ -1029,7 +1084,9 @@ fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
             Got::Receipts(_) => String::new(),
         };
         if !message.contains(part.as_str()) {
-            problems.push(format!("error: expected it to contain {part:?}, got {message:?}"));
+            problems.push(format!(
+                "error: expected it to contain {part:?}, got {message:?}"
+            ));
         }
     }
     let receipts_path = case.path.ends_with("/status");
@@ -1042,13 +1099,20 @@ fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
     match got {
         Got::Refused { .. } => {
             if expect.items.is_some() || expect.receipts.is_some() {
-                problems.push(format!("expected the adapter to accept the request: {}", brief(got)));
+                problems.push(format!(
+                    "expected the adapter to accept the request: {}",
+                    brief(got)
+                ));
             }
         }
         Got::Items(items) => match &expect.items {
             Some(want) => {
                 if want.len() != items.len() {
-                    problems.push(format!("expected {} items, got {}: {items:#?}", want.len(), items.len()));
+                    problems.push(format!(
+                        "expected {} items, got {}: {items:#?}",
+                        want.len(),
+                        items.len()
+                    ));
                 }
                 for (i, (w, g)) in want.iter().zip(items).enumerate() {
                     check_item(i, w, g, origin, &mut problems);
@@ -1077,7 +1141,9 @@ fn check(case: &Case, got: &Got, origin: &str) -> Vec<String> {
                     }
                 }
             }
-            None => problems.push(format!("the table must list the receipts: got {receipts:#?}")),
+            None => problems.push(format!(
+                "the table must list the receipts: got {receipts:#?}"
+            )),
         },
     }
     problems
@@ -1103,7 +1169,10 @@ fn check_success(gateway: &str, adapters: &Adapters, s: &SuccessCase) -> Vec<Str
     };
     let mut problems = vec![];
     if answer.status != s.status {
-        problems.push(format!("status: expected {}, got {}", s.status, answer.status));
+        problems.push(format!(
+            "status: expected {}, got {}",
+            s.status, answer.status
+        ));
     }
     let content_type = answer.content_type.unwrap_or_default();
     if content_type != s.content_type {
@@ -1151,13 +1220,17 @@ fn run_table(path: &Path, report: &mut Report) {
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
-    let fail = |report: &mut Report, what: String| report.failures.push(format!("{gateway}: {what}"));
+    let fail =
+        |report: &mut Report, what: String| report.failures.push(format!("{gateway}: {what}"));
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return fail(report, format!("cannot read {}: {e}", path.display())),
     };
     if !text.starts_with('#') {
-        fail(report, "the table must start with a comment naming its documentation".into());
+        fail(
+            report,
+            "the table must start with a comment naming its documentation".into(),
+        );
     }
     let table: Table = match toml::from_str(&text) {
         Ok(t) => t,
@@ -1166,13 +1239,22 @@ fn run_table(path: &Path, report: &mut Report) {
     report.tables += 1;
     report.counts.push((gateway.clone(), table.case.len()));
     if table.case.len() < MIN_CASES {
-        fail(report, format!("{} cases; a table needs at least {MIN_CASES}", table.case.len()));
+        fail(
+            report,
+            format!(
+                "{} cases; a table needs at least {MIN_CASES}",
+                table.case.len()
+            ),
+        );
     }
     if table.success.is_empty() {
         fail(report, "no [[success]] answers".into());
     }
     if !["any", "international"].contains(&table.origin.as_str()) {
-        fail(report, format!("origin `{}`: any or international", table.origin));
+        fail(
+            report,
+            format!("origin `{}`: any or international", table.origin),
+        );
     }
     let load = |overrides: Option<&toml::Table>| -> Result<Adapters, String> {
         let toml = settings_toml(&gateway, &table, overrides)?;
@@ -1240,7 +1322,9 @@ fn run_table(path: &Path, report: &mut Report) {
         let label = format!("{gateway} / {:?}", case.name);
         match (&case.known_bug, problems.is_empty()) {
             (None, true) => {}
-            (None, false) => report.failures.push(format!("{label}:\n    {}", problems.join("\n    "))),
+            (None, false) => report
+                .failures
+                .push(format!("{label}:\n    {}", problems.join("\n    "))),
             (Some(bug), false) => report
                 .known_bugs
                 .push(format!("{label}: {bug}\n    {}", problems.join("\n    "))),
@@ -1260,8 +1344,13 @@ fn every_gateway_reads_its_documented_payloads() {
     paths.sort();
     let mut report = Report::default();
     for name in GATEWAYS {
-        if !paths.iter().any(|p| p.file_stem().is_some_and(|s| s == name)) {
-            report.failures.push(format!("{name}: no table tests/data/gateways/{name}.toml"));
+        if !paths
+            .iter()
+            .any(|p| p.file_stem().is_some_and(|s| s == name))
+        {
+            report
+                .failures
+                .push(format!("{name}: no table tests/data/gateways/{name}.toml"));
         }
     }
     for path in &paths {
@@ -1287,7 +1376,10 @@ fn every_gateway_reads_its_documented_payloads() {
         let _ = writeln!(summary, "  known bug: {bug}");
     }
     for fixed in &report.fixed {
-        let _ = writeln!(summary, "  known bug no longer seen, drop `known_bug`: {fixed}");
+        let _ = writeln!(
+            summary,
+            "  known bug no longer seen, drop `known_bug`: {fixed}"
+        );
     }
     let _ = std::io::stderr().write_all(summary.as_bytes());
 

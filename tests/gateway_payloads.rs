@@ -103,10 +103,10 @@ mod surface {
     use actix_web::ResponseError;
     use chrono::{DateTime, Utc};
     use keyward::config::Settings;
-    use keyward::db::outbox::ReceiptKey;
     use keyward::error::ApiError;
     use keyward::gateways::{
-        Delivery, Gateways, Item, KeywordHint, Origin, Outcome, ReceivedSms, WebhookRequest,
+        Delivery, Gateways, Item, KeywordHint, Origin, Outcome, ReceiptKey, ReceivedSms,
+        WebhookRequest,
     };
 
     /// A request as a case describes it.
@@ -274,18 +274,30 @@ mod surface {
         pub fn success(&self, name: &str, outcomes: &[SyntheticOutcome]) -> Result<Answer, String> {
             let gateway = self.gateway(name)?;
             let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
-            let outcomes: Vec<Outcome> = outcomes
+            let outcomes = outcomes
                 .iter()
-                .map(|o| Outcome {
-                    status: leak(&o.status),
-                    id: o.id.clone(),
-                    program: o.program.clone(),
-                    action: o.action.clone(),
-                    state: o.state.clone(),
-                    note: o.note.as_deref().map(leak),
-                    unrouted: o.unrouted,
+                .map(|o| {
+                    Ok(Outcome {
+                        status: leak(&o.status),
+                        id: o.id.clone(),
+                        program: o.program.clone(),
+                        action: o
+                            .action
+                            .as_deref()
+                            .map(str::parse)
+                            .transpose()
+                            .map_err(|e| format!("outcome action: {e}"))?,
+                        state: o
+                            .state
+                            .as_deref()
+                            .map(str::parse)
+                            .transpose()
+                            .map_err(|e| format!("outcome state: {e}"))?,
+                        note: o.note.as_deref().map(leak),
+                        unrouted: o.unrouted,
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<Outcome>, String>>()?;
             let response = gateway.success(&outcomes);
             let status = response.status().as_u16();
             let content_type = response

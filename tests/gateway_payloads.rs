@@ -195,7 +195,9 @@ mod surface {
     pub fn load(origin: &std::path::Path, toml: &str) -> Result<Adapters, String> {
         let settings =
             Settings::from_sources(Some((origin, toml)), &[]).map_err(|e| e.to_string())?;
-        Ok(Adapters(Gateways::from_settings(&settings)))
+        Gateways::from_settings(&settings)
+            .map(Adapters)
+            .map_err(|problems| problems.join("\n"))
     }
 
     fn statuses(e: keyward::gateways::WebhookError) -> (u16, String) {

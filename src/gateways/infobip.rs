@@ -100,6 +100,11 @@ impl Gateway for Infobip {
             .iter()
             .filter_map(|r| {
                 let status = match r["status"]["groupName"].as_str()? {
+                    // Handed to the operator, not yet to the handset: a
+                    // later report says what became of it.
+                    "DELIVERED" if r["status"]["name"] == "DELIVERED_TO_OPERATOR" => {
+                        super::Delivery::Sent
+                    }
                     "DELIVERED" => super::Delivery::Delivered,
                     "UNDELIVERABLE" | "EXPIRED" => super::Delivery::Undelivered,
                     "REJECTED" => super::Delivery::Failed,

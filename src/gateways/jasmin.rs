@@ -82,6 +82,8 @@ impl Gateway for Jasmin {
             "UNDELIV" | "EXPIRED" | "DELETED" => super::Delivery::Undelivered,
             "REJECTD" => super::Delivery::Failed,
             "ESME_ROK" | "ACCEPTD" | "ENROUTE" => super::Delivery::Sent,
+            // A level-1 report of a submit the SMSC refused (ESME_R…).
+            s if s.starts_with("ESME_R") => super::Delivery::Failed,
             _ => return Ok(vec![]),
         };
         Ok(vec![super::Receipt {

@@ -109,11 +109,7 @@ impl Gateway for Plivo {
                 id: required(&fields, "MessageUUID")?.to_owned(),
                 from: Origin::International(required(&fields, "From")?.to_owned()),
                 to: required(&fields, "To")?.to_owned(),
-                text: fields
-                    .iter()
-                    .find(|(k, _)| k == "Text")
-                    .map(|(_, v)| v.clone())
-                    .ok_or("missing field `Text`")?,
+                text: text(&fields)?,
                 sent_at: None,
                 raw: fields_json(&fields),
                 hint: None,
@@ -205,6 +201,25 @@ impl super::Sender for PlivoSender {
             json["message_uuid"][0].as_str().map(str::to_owned)
         })
     }
+}
+
+/// The message's text: `Text` for an SMS; an MMS (`Type=mms`) carries it
+/// in `Body`, which is empty or absent when it has media only (stored
+/// with empty text, like the other gateways' MMS).
+fn text(fields: &[(String, String)]) -> Result<String, String> {
+    let value = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if super::field(fields, "Type").is_some_and(|t| t.eq_ignore_ascii_case("mms")) {
+        return Ok(value("Text")
+            .filter(|t| !t.is_empty())
+            .or_else(|| value("Body"))
+            .unwrap_or_default());
+    }
+    value("Text").ok_or_else(|| "missing field `Text`".to_owned())
 }
 
 pub const REGISTRATION: super::Registration = super::Registration {

@@ -119,7 +119,7 @@ impl Gateway for Telnyx {
         let status = match payload["to"][0]["status"].as_str().unwrap_or("") {
             "sent" => super::Delivery::Sent,
             "delivered" => super::Delivery::Delivered,
-            "delivery_failed" | "delivery_unconfirmed" => super::Delivery::Undelivered,
+            "delivery_failed" | "delivery_unconfirmed" | "expired" => super::Delivery::Undelivered,
             "sending_failed" => super::Delivery::Failed,
             _ => return Ok(vec![]),
         };

@@ -675,7 +675,7 @@ impl Settings {
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in self.programs.iter().enumerate() {
             let at = format!("programs[{i}] `{}`", p.name);
-            if !is_program_name(&p.name) {
+            if crate::core::ProgramName::parse(&p.name).is_err() {
                 problems.push(format!(
                     "{at}: name must be lowercase letters, digits, `-` or `_` (at most 64)"
                 ));
@@ -832,13 +832,6 @@ pub fn is_placeholder(secret: &str) -> bool {
         || secret
             .chars()
             .all(|c| c == secret.chars().next().unwrap_or(c))
-}
-
-pub fn is_program_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 64
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn lookup(env: &[(String, String)], key: &str) -> Option<String> {
@@ -1123,15 +1116,5 @@ mod tests {
             "4f9c2b7e1d8a6035c9e2b41f7a0d3e86",
         );
         from_toml(&fixed, &[]).expect("the example with a real secret is valid");
-    }
-
-    #[test]
-    fn program_names_are_lowercase_slugs() {
-        assert!(is_program_name("promo"));
-        assert!(is_program_name("promo_2-b"));
-        assert!(!is_program_name(""));
-        assert!(!is_program_name("Promo"));
-        assert!(!is_program_name("-promo"));
-        assert!(!is_program_name(&"a".repeat(65)));
     }
 }

@@ -285,7 +285,7 @@ struct TypoTarget {
 }
 
 #[derive(Debug, Clone)]
-struct ProgramName {
+struct ProgramWords {
     tokens: Vec<String>,
     name: String,
 }
@@ -298,7 +298,7 @@ pub struct Classifier {
     lead: HashMap<String, Led>,
     /// Single-word opt-out keywords of 6+ letters, in table order.
     typo_targets: Vec<TypoTarget>,
-    programs: Vec<ProgramName>,
+    programs: Vec<ProgramWords>,
     particles: Vec<Vec<&'static str>>,
     help_particles: Vec<Vec<&'static str>>,
     /// The phrase patterns, then (at index `PHRASES.len()`) the negation
@@ -415,7 +415,7 @@ impl Classifier {
         let programs = config
             .programs
             .iter()
-            .map(|p| ProgramName {
+            .map(|p| ProgramWords {
                 tokens: tokens_of(&normalize(&p.name)),
                 name: p.name.clone(),
             })

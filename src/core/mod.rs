@@ -59,6 +59,7 @@ pub mod keywords;
 pub mod machine;
 pub mod normalize;
 pub mod plan;
+pub mod program;
 pub mod reply;
 mod understand;
 
@@ -68,6 +69,7 @@ pub use classify::{
 pub use keywords::{Language, ParseLanguageError};
 pub use machine::{decide, decide_each, Decision, Facts, Outcome, ParseStateError, Policy, State};
 pub use normalize::{fold_lookalikes, normalize};
+pub use program::ProgramName;
 pub use reply::{
     encoding, lint, Encoding, Replies, ReplyKind, ReplyOverrides, ReplyVars, VARIABLES,
 };

@@ -348,13 +348,25 @@ pub enum Encoding {
 
 /// GSM 03.38 basic character set (one septet each).
 pub(crate) const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-/// GSM 03.38 extension table (escape + char: two septets each).
-pub(crate) const GSM7_EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+/// GSM 03.38 extension table: the septet after the escape (0x1B), and its
+/// character (two septets each on the air).
+pub(crate) const GSM7_EXTENSION: [(u8, char); 10] = [
+    (0x0A, '\u{000C}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
 
 fn gsm7_septets(c: char) -> Option<u32> {
     if GSM7_BASIC.contains(c) {
         Some(1)
-    } else if GSM7_EXTENSION.contains(c) {
+    } else if GSM7_EXTENSION.iter().any(|(_, ext)| *ext == c) {
         Some(2)
     } else {
         None

@@ -1,7 +1,7 @@
 //! Decoding message bytes by the SMS data coding or charset a gateway
 //! reports (Kannel's `coding`/`charset`, Jasmin's `coding`).
 
-use crate::core::reply::GSM7_BASIC;
+use crate::core::reply::{GSM7_BASIC, GSM7_EXTENSION};
 
 /// The SMPP / GSM data coding of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,19 +31,6 @@ impl Coding {
     }
 }
 
-/// Escape septets of the GSM 03.38 extension table, and their characters.
-const GSM7_EXTENSION_CODES: [(u8, char); 10] = [
-    (0x0A, '\u{000C}'),
-    (0x14, '^'),
-    (0x28, '{'),
-    (0x29, '}'),
-    (0x2F, '\\'),
-    (0x3C, '['),
-    (0x3D, '~'),
-    (0x3E, ']'),
-    (0x40, '|'),
-    (0x65, '€'),
-];
 const GSM7_ESCAPE: u8 = 0x1B;
 
 /// The character of a basic-table septet (`None` for the escape).
@@ -84,7 +71,7 @@ fn decode_gsm7(bytes: &[u8]) -> String {
     while let Some(septet) = iter.next() {
         if septet == GSM7_ESCAPE {
             let Some(next) = iter.next() else { break };
-            match GSM7_EXTENSION_CODES.iter().find(|(code, _)| *code == next) {
+            match GSM7_EXTENSION.iter().find(|(code, _)| *code == next) {
                 Some((_, c)) => out.push(*c),
                 // An unknown escape shows the basic character (03.38 says so).
                 None => out.extend(gsm7_basic(next)),

@@ -187,22 +187,9 @@ pub fn page_limit(raw: Option<u32>, default: u32, max: u32) -> Result<i64, Strin
     }
 }
 
-/// A program name as the schema allows it (`^[a-z0-9][a-z0-9_-]{0,63}$`).
+/// A program name as the schema allows it.
 pub fn program_name(raw: &str) -> Result<String, String> {
-    let mut chars = raw.chars();
-    let ok = raw.len() <= 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(format!(
-            "`{}` is not a program name",
-            clip(raw, QUOTED_CHARS)
-        ))
-    }
+    crate::core::ProgramName::parse(raw).map(crate::core::ProgramName::into_string)
 }
 
 /// `since` of the consent export: an RFC 3339 time or a date (midnight UTC).

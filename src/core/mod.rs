@@ -60,6 +60,7 @@ pub mod machine;
 pub mod normalize;
 pub mod reply;
 mod understand;
+pub mod zones;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,

@@ -55,6 +55,7 @@
 //! ```
 
 pub mod classify;
+pub mod gate;
 pub mod keywords;
 pub mod machine;
 pub mod normalize;
@@ -65,9 +66,14 @@ pub mod zones;
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,
 };
+pub use gate::{
+    decide_send, largest_count_in, largest_number_in, DeferReason, MessageKind, Outbound,
+    ParseGateError, Recipient, SendingPolicy, SkipReason, Verdict, Weekdays, Window,
+};
 pub use keywords::{Language, ParseLanguageError};
 pub use machine::{decide, decide_each, Decision, Facts, Outcome, ParseStateError, Policy, State};
 pub use normalize::{fold_lookalikes, normalize};
 pub use reply::{
     encoding, lint, Encoding, Replies, ReplyKind, ReplyOverrides, ReplyVars, VARIABLES,
 };
+pub use zones::candidate_zones;

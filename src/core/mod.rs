@@ -55,6 +55,7 @@
 //! ```
 
 pub mod classify;
+pub mod gate;
 pub mod keywords;
 pub mod machine;
 pub mod normalize;
@@ -62,9 +63,14 @@ pub mod plan;
 pub mod program;
 pub mod reply;
 mod understand;
+pub mod zones;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,
+};
+pub use gate::{
+    decide_send, largest_count_in, largest_number_in, DeferReason, MessageKind, Outbound,
+    ParseGateError, Recipient, SendingPolicy, SkipReason, Verdict, Weekdays, Window,
 };
 pub use keywords::{Language, ParseLanguageError};
 pub use machine::{decide, decide_each, Decision, Facts, Outcome, ParseStateError, Policy, State};
@@ -73,3 +79,4 @@ pub use program::ProgramName;
 pub use reply::{
     encoding, lint, Encoding, Replies, ReplyKind, ReplyOverrides, ReplyVars, VARIABLES,
 };
+pub use zones::candidate_zones;

@@ -59,6 +59,7 @@ pub mod keywords;
 pub mod machine;
 pub mod normalize;
 pub mod reply;
+pub mod style;
 mod understand;
 
 pub use classify::{
@@ -70,3 +71,4 @@ pub use normalize::{fold_lookalikes, normalize};
 pub use reply::{
     encoding, lint, Encoding, Replies, ReplyKind, ReplyOverrides, ReplyVars, VARIABLES,
 };
+pub use style::{Finding, FindingCode, StyleKind};

@@ -55,6 +55,7 @@
 //! ```
 
 pub mod classify;
+pub mod compose;
 pub mod keywords;
 pub mod machine;
 pub mod normalize;
@@ -64,6 +65,10 @@ mod understand;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,
+};
+pub use compose::{
+    sanitize_value, stop_sentence, BroadcastVars, MissingVar, Template, TemplateProblem,
+    TemplateProblemCode, MAX_VAR_CHARS, MAX_VAR_NAME,
 };
 pub use keywords::{Language, ParseLanguageError};
 pub use machine::{decide, decide_each, Decision, Facts, Outcome, ParseStateError, Policy, State};

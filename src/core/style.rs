@@ -545,10 +545,13 @@ fn finding(code: FindingCode, hits: Vec<(&Word, String)>, lead: &str) -> Option<
 fn listed<'l>(word: &Word, lang: Option<Language>, lists: &'l Lists) -> Option<&'l Entry> {
     let entries = lists.abbreviations.get(&word.lower)?;
     let caps = is_all_caps(&word.text) && word.text.chars().count() >= 2;
+    // An entry stands aside for a text of another language, for an
+    // acronym in capitals and for a unit after a number.
     let applies = |e: &&Entry| {
-        !(e.strict && lang != Some(e.lang))
-            && !(e.acronym && caps)
-            && !(e.unit && word.after_number)
+        let stands_aside = (e.strict && lang != Some(e.lang))
+            || (e.acronym && caps)
+            || (e.unit && word.after_number);
+        !stands_aside
     };
     // The message's language gives the suggestion when several lists agree.
     entries
@@ -792,15 +795,21 @@ fn link_shorteners(tokens: &[Token], lists: &Lists) -> Option<Finding> {
                 .is_some_and(|h| lists.shorteners.contains(h))
         })
         .collect();
-    let first = hits.first()?;
-    let words: Vec<String> = hits
-        .iter()
-        .map(|t| {
-            t.raw
-                .trim_end_matches(|c: char| ".,;:!?)]>\"'»".contains(c))
-                .to_string()
-        })
-        .collect();
+    // The link as written, without the punctuation around it.
+    let trim = |t: &Token| -> (usize, String) {
+        let core = t.raw.trim_start_matches(['(', '[', '<', '"', '\'', '«']);
+        let lead = t.raw.len() - core.len();
+        let core = core.trim_end_matches(|c: char| ".,;:!?)]>\"'»".contains(c));
+        (t.position + t.raw[..lead].chars().count(), core.to_string())
+    };
+    let (position, _) = trim(hits.first()?);
+    let mut words: Vec<String> = Vec::new();
+    for t in &hits {
+        let (_, link) = trim(t);
+        if !words.contains(&link) {
+            words.push(link);
+        }
+    }
     let message = format!(
         "carriers filter messages with link shorteners ({}): give the full address on your own domain",
         words.join(", ")
@@ -808,7 +817,7 @@ fn link_shorteners(tokens: &[Token], lists: &Lists) -> Option<Finding> {
     Some(Finding {
         code: FindingCode::LinkShortener,
         words,
-        position: first.position,
+        position,
         message,
     })
 }

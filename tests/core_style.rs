@@ -205,9 +205,13 @@ fn figures(cases: &[Case]) -> Figures {
 }
 
 /// Issue #15's figures on the hold-out (`cargo test --test core_style
-/// holdout_figures -- --nocapture` prints them). The floors are below the
-/// figures measured when the rules were first run against the hold-out (see
-/// the commit that set them); they guard against a rule losing ground.
+/// holdout_figures -- --nocapture` prints them). First measured at
+/// ee05e64, once the rules and the development table were done: 107/110
+/// found (97.3 %; every code at least 10/11), no false finding, none of the
+/// 91 clean texts flagged. The misses (`y` for `ya`; `avail`, `wk`; a
+/// text in capitals made mostly of words of four letters or fewer) were
+/// left unfixed, so that the figures stay those of rules never tuned on
+/// the hold-out. The floors hold the rules to them.
 #[test]
 fn holdout_figures() {
     let cases = load("style_holdout.toml");
@@ -230,17 +234,21 @@ fn holdout_figures() {
             false_
         );
     }
-    println!(
-        "  clean texts with a finding: {}/{}\n  {}",
-        f.clean_flagged,
-        f.clean,
-        f.lines.join("\n  ")
-    );
     let (want, found): (usize, usize) = f
         .per_code
         .values()
         .fold((0, 0), |(w, g), (want, found, _)| (w + want, g + found));
     let false_findings: usize = f.per_code.values().map(|(_, _, x)| x).sum();
+    println!(
+        "  {:<15} {:>7} ({:>5.1} %) {:>15}\n  clean texts with a finding: {}/{}\n  {}",
+        "all codes",
+        format!("{found}/{want}"),
+        pct(found, want),
+        false_findings,
+        f.clean_flagged,
+        f.clean,
+        f.lines.join("\n  ")
+    );
     assert!(
         found * 100 >= want * HOLDOUT_RECALL_FLOOR,
         "recall {found}/{want} under {HOLDOUT_RECALL_FLOOR} %"
@@ -251,21 +259,17 @@ fn holdout_figures() {
             "{code}: recall {found}/{want} under {HOLDOUT_CODE_RECALL_FLOOR} %"
         );
     }
-    assert!(
-        f.clean_flagged <= HOLDOUT_CLEAN_FLAGGED_CEILING,
-        "{} clean texts flagged",
-        f.clean_flagged
-    );
-    assert!(
-        false_findings <= HOLDOUT_FALSE_FINDINGS_CEILING,
-        "{false_findings} false findings"
+    assert_eq!(f.clean_flagged, 0, "clean hold-out texts flagged");
+    assert_eq!(
+        false_findings, 0,
+        "findings a hold-out text does not deserve"
     );
 }
 
-const HOLDOUT_RECALL_FLOOR: usize = 0;
-const HOLDOUT_CODE_RECALL_FLOOR: usize = 0;
-const HOLDOUT_CLEAN_FLAGGED_CEILING: usize = 1000;
-const HOLDOUT_FALSE_FINDINGS_CEILING: usize = 1000;
+/// Percent of the hold-out's defects found, over all codes.
+const HOLDOUT_RECALL_FLOOR: usize = 95;
+/// Percent found of each code's defects (10 to 45 cases a code).
+const HOLDOUT_CODE_RECALL_FLOOR: usize = 90;
 
 // --- Properties ---------------------------------------------------------------
 

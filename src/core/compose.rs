@@ -292,9 +292,10 @@ impl Template {
     /// One value outside GSM-7 turns its recipient's whole message into
     /// UCS-2, so this is the larger of the longest GSM-7 message and, if any
     /// value (or the template) needs UCS-2, the longest message counted in
-    /// UCS-2. Like [`encoding`], it is exact for each message; as a bound it
-    /// can be off by a segment only when extension characters (`€`, `[`)
-    /// fall on a segment boundary.
+    /// UCS-2. It bounds every recipient's count, but for one case: since
+    /// [`encoding`] never splits a two-septet character (`€`, `[`) or an
+    /// emoji across segments, a shorter message may pack worse and need one
+    /// segment more.
     pub fn worst_case_segments<'r>(
         &self,
         vars: &BroadcastVars,
@@ -350,6 +351,7 @@ impl Template {
             }
             gsm7 => gsm7,
         };
+        // On a tie, UCS-2: the encoding some recipients' messages will have.
         if ucs2_case.1 > gsm_case.1 || (ucs2_case.1 == gsm_case.1 && ucs2_case.0 == Encoding::Ucs2)
         {
             ucs2_case

@@ -13,14 +13,20 @@
 //! - [`FindingCode::DigitSpelling`]: digits typed for letters (`p4g1`,
 //!   `h3llo`, `D1SK0N`, `gr8`, `2day`) — but not model numbers, units,
 //!   codes or acronyms (`4G`, `B2B`, `iPhone15`, `mp3`, `HEMAT20`, `B1G1`);
-//! - [`FindingCode::Shouting`]: a text mostly in capitals;
+//! - [`FindingCode::Shouting`]: a text mostly in capitals — 60 % of the
+//!   letters and at least 12 capitals, not counting the brand, keywords
+//!   (`UNSUBSCRIBE`, `СТОП`), words with digits (`HEMAT20`) and words in
+//!   capitals of up to four letters (`SMS`, `BPJS`, and short words alike);
 //! - [`FindingCode::Exclamations`]: `!!` and more, `?!?!`;
 //! - [`FindingCode::LinkShortener`]: `bit.ly`, `s.id`, `clck.ru`... which
 //!   carriers filter (`data/style_links.tsv`);
 //! - [`FindingCode::NoBrand`]: a marketing text that does not name its
-//!   sender. Notices (an OTP, a delivery, a bill) are not held to it: the
-//!   sender ID already says who writes, and what matters there is the facts.
-//!   Every other check applies to both kinds.
+//!   sender — by its words in a row however cased or punctuated (`TOKO
+//!   MAJU`, `Toko-Maju`, `TokoMaju`), declined in Russian (`в «Ромашке»`),
+//!   as `{brand}`, or in a link the reader sees (`tokomaju.co.id`). Notices
+//!   (an OTP, a delivery, a bill) are not held to it: the sender ID already
+//!   says who writes, and what matters there is the facts. Every other
+//!   check applies to both kinds.
 //!
 //! Words are taken as written, compared case-insensitively with the lists;
 //! the contents of `{...}` variables, links, e-mail addresses, `@handles`,
@@ -679,9 +685,10 @@ fn digit_game(segment: &str, lists: &Lists) -> Option<String> {
     {
         return Some(r.clone());
     }
-    // ... or, written in lower case, puts a lone digit between letters and
-    // reads as a word (s3m4ng4t, h3llo); codes are written in capitals
-    // (B1G1, IP5GHEMAT) and model numbers end in their digits (iPhone15).
+    // ... or puts a digit between two small letters and reads like a word
+    // (s3m4ng4t, h3llo): codes are written in capitals (B1G1, IP5GHEMAT),
+    // model numbers end in their digits (iPhone15), and a random code reads
+    // as no word (x7k3p).
     let between_lower = chars
         .windows(3)
         .any(|w| w[0].is_lowercase() && w[2].is_lowercase() && digit_letter(w[1], 'i').is_some());

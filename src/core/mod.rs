@@ -55,6 +55,7 @@
 //! ```
 
 pub mod classify;
+pub mod compose;
 pub mod gate;
 pub mod keywords;
 pub mod machine;
@@ -62,11 +63,16 @@ pub mod normalize;
 pub mod plan;
 pub mod program;
 pub mod reply;
+pub mod style;
 mod understand;
 pub mod zones;
 
 pub use classify::{
     Action, Classification, Classifier, ClassifierConfig, ParseActionError, ProgramKeywords, Reason,
+};
+pub use compose::{
+    sanitize_value, stop_sentence, BroadcastVars, MissingVar, Template, TemplateProblem,
+    TemplateProblemCode, MAX_VAR_CHARS, MAX_VAR_NAME,
 };
 pub use gate::{
     decide_send, largest_count_in, largest_number_in, DeferReason, MessageKind, Outbound,
@@ -79,4 +85,5 @@ pub use program::ProgramName;
 pub use reply::{
     encoding, lint, Encoding, Replies, ReplyKind, ReplyOverrides, ReplyVars, VARIABLES,
 };
+pub use style::{Finding, FindingCode, StyleKind};
 pub use zones::candidate_zones;

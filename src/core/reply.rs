@@ -212,8 +212,9 @@ impl Replies {
     }
 }
 
-/// A piece of a parsed template.
-enum Piece<'t> {
+/// A piece of a parsed template (also read by [`super::compose`] and
+/// [`super::style`]).
+pub(crate) enum Piece<'t> {
     Text(&'t str),
     Brace(char),
     Var(&'t str),
@@ -223,7 +224,7 @@ enum Piece<'t> {
 
 /// Splits a template into pieces; never panics (only ASCII braces are
 /// looked at, so every slice is on a char boundary).
-fn parse(template: &str) -> Vec<Piece<'_>> {
+pub(crate) fn parse(template: &str) -> Vec<Piece<'_>> {
     let mut pieces = Vec::new();
     let bytes = template.as_bytes();
     let (mut i, mut text_start) = (0, 0);

@@ -122,6 +122,10 @@ pub struct DispatchSettings {
     pub http_timeout_secs: u64,
     /// Pause between claims when nothing is due.
     pub poll_interval_ms: u64,
+    /// Broadcast messages each sender may send per second, shared by
+    /// every dispatcher (`[dispatch.max_per_second] twilio = 100`); a
+    /// sender not named here sends as fast as the dispatcher goes.
+    pub max_per_second: BTreeMap<String, f64>,
 }
 
 impl Default for DispatchSettings {
@@ -135,6 +139,7 @@ impl Default for DispatchSettings {
             backoff_max_secs: 3600.0,
             http_timeout_secs: 10,
             poll_interval_ms: 200,
+            max_per_second: BTreeMap::new(),
         }
     }
 }
@@ -273,6 +278,29 @@ pub struct ProgramSettings {
     /// `[programs.replies.id] welcome = "…"`.
     #[serde(default)]
     pub replies: crate::core::ReplyOverrides,
+    /// How often and when broadcasts may reach one subscriber
+    /// (`[programs.sending]`; defaults: 4 per 30 days, 72 h apart,
+    /// 08:00–17:00 every day, in the subscriber's time).
+    #[serde(default)]
+    pub sending: crate::core::SendingPolicy,
+    /// The program's time zone (IANA, e.g. `Asia/Jakarta`), used for a
+    /// subscriber whose own zone staff did not record; without it, every
+    /// zone the number may be in.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// What the style lint's findings do to a broadcast: `refuse` it
+    /// (default) or only `warn`.
+    #[serde(default)]
+    pub lint: LintMode,
+}
+
+/// What a program does with the style lint's findings on a broadcast.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintMode {
+    #[default]
+    Refuse,
+    Warn,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -587,6 +615,9 @@ impl Settings {
                 pending_ttl_hours: default_pending_ttl_hours(),
                 keywords: KeywordSettings::default(),
                 replies: Default::default(),
+                sending: Default::default(),
+                timezone: None,
+                lint: LintMode::default(),
             });
             if !from_file && self.gateways.is_empty() {
                 self.gateways.generic = Some(GenericSettings {
@@ -654,6 +685,13 @@ impl Settings {
                     .into(),
             );
         }
+        for (sender, rate) in &d.max_per_second {
+            if !(rate.is_finite() && *rate > 0.0) {
+                problems.push(format!(
+                    "dispatch.max_per_second.{sender}: must be a number above 0"
+                ));
+            }
+        }
         if d.http_timeout_secs >= d.lease_secs {
             problems.push(
                 "dispatch: http_timeout_secs must be shorter than lease_secs, or a slow send could be sent twice"
@@ -686,10 +724,23 @@ impl Settings {
             if p.brand.trim().is_empty() {
                 problems.push(format!("{at}: brand is empty"));
             }
-            if p.frequency.is_empty() {
-                problems.push(format!(
-                    "{at}: frequency is missing (the welcome must say how often messages come)"
-                ));
+            // Without a frequency of its own, the welcome says the cap
+            // (`SendingPolicy::frequency_text`); one written by hand may not
+            // promise more than the cap allows.
+            for (lang, text) in &p.frequency {
+                if let Err(e) = p.sending.check_frequency_text(text) {
+                    problems.push(format!("{at}: frequency.{lang}: {e}"));
+                }
+            }
+            if let Err(e) = p.sending.validate() {
+                problems.push(format!("{at}: sending: {e}"));
+            }
+            if let Some(tz) = &p.timezone {
+                if tz.parse::<chrono_tz::Tz>().is_err() {
+                    problems.push(format!(
+                        "{at}: timezone `{tz}` is not an IANA time zone such as Asia/Jakarta"
+                    ));
+                }
             }
             if p.pending_ttl_hours == 0 {
                 problems.push(format!("{at}: pending_ttl_hours must be at least 1"));
@@ -950,12 +1001,11 @@ mod tests {
             "program `missing` is not defined",
             "name must be lowercase",
             "brand is empty",
-            "frequency is missing",
         ] {
             assert!(text.contains(needle), "{needle:?} not in:\n{text}");
         }
         assert_eq!(err.0.len(), text.lines().count(), "one line per problem");
-        assert!(err.0.len() >= 6);
+        assert!(err.0.len() >= 5);
     }
 
     #[test]

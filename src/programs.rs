@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use chrono::Duration;
 
 use crate::config::{ProgramSettings, Settings};
-use crate::core::{Language, Policy, Replies, ReplyKind, ReplyVars};
+use crate::core::{Language, Policy, Replies, ReplyKind, ReplyVars, SendingPolicy};
 
 struct Program {
     brand: String,
     frequency: HashMap<Language, String>,
+    sending: SendingPolicy,
     policy: Policy,
     replies: Replies,
 }
@@ -104,10 +105,11 @@ impl Programs {
         lang: Language,
     ) -> Option<String> {
         let p = self.by_name.get(program)?;
+        let frequency = p.frequency(lang);
         let vars = ReplyVars {
             brand: &p.brand,
             program,
-            frequency: p.frequency(lang),
+            frequency: &frequency,
             shortcode,
             stop: lang.stop_keyword(),
             help: lang.help_keyword(),
@@ -168,14 +170,20 @@ impl Program {
                 ..Policy::default()
             },
             replies: Replies::new(&p.replies),
+            sending: p.sending.clone(),
         }
     }
 
-    /// The frequency in `lang`, else in any language configured.
-    fn frequency(&self, lang: Language) -> &str {
-        self.frequency
+    /// The frequency in `lang`, else in any language configured, else
+    /// what the sending cap allows, said in `lang`.
+    fn frequency(&self, lang: Language) -> std::borrow::Cow<'_, str> {
+        match self
+            .frequency
             .get(&lang)
             .or_else(|| Language::ALL.iter().find_map(|l| self.frequency.get(l)))
-            .map_or("", String::as_str)
+        {
+            Some(text) => text.as_str().into(),
+            None => self.sending.frequency_text(lang).into(),
+        }
     }
 }

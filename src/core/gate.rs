@@ -54,10 +54,11 @@
 //!   `expired`;
 //! - when no moment within the horizon satisfies every zone (the zones'
 //!   windows never overlap, as for a Russian mobile that may be in any of
-//!   eleven zones), the message is skipped (`no_send_time`). The horizon is
-//!   [`HORIZON_DAYS`] after the earliest moment, plus seven days for each
-//!   holiday from then on (a holiday can cost at most one occurrence of each
-//!   weekday), so the search always ends;
+//!   the sixteen zones of +7, from UTC+2 to UTC+12), the message is skipped
+//!   (`no_send_time`). The horizon is [`HORIZON_DAYS`] after the earliest
+//!   moment, plus seven days for each holiday not already past (a holiday
+//!   can cost at most one occurrence of each weekday), so the search always
+//!   ends;
 //! - a deferral is a promise to ask again, not a reservation: at `until` the
 //!   caller asks again with the facts of that moment, and the cap and the
 //!   gap are checked anew.
@@ -71,7 +72,7 @@
 //!   window when the clock jumps past it (at 03:00); a start the clock shows
 //!   twice (01:30 on a fall-back night) opens it the first time, and an hour
 //!   the clock repeats counts in both passes, so such a window may open
-//!   twice that night. A 08:00–17:00 window is never touched by real
+//!   twice that night. A 08:00–17:00 window is not touched by today's
 //!   transitions, which happen at night: 08:00 is 08:00 on both sides of
 //!   them, only its UTC instant moves.
 //!
@@ -92,7 +93,8 @@ use super::keywords::Language;
 
 /// Days searched for a moment that suits every zone, past the earliest
 /// allowed moment, before holidays add theirs. Two weeks see every weekday
-/// twice, and at least one side of any daylight-saving change.
+/// twice: a weekly pattern that opens at all opens within them, even with a
+/// daylight-saving change in between.
 pub const HORIZON_DAYS: i64 = 14;
 
 /// The daily sending window, in each recipient zone's local time: from
@@ -629,7 +631,8 @@ pub struct Recipient<'a> {
     /// [`candidate_zones`](super::zones::candidate_zones) of the number.
     pub zones: &'a [Tz],
     /// Times of the previous marketing sends of this program to this
-    /// number, in any order, covering at least the last `period_days`.
+    /// number, in any order, covering at least the last `period_days` (and
+    /// `min_gap_hours`, for a policy whose gap is longer than its period).
     pub marketing_sent: &'a [DateTime<Utc>],
     /// This broadcast already went to this number.
     pub already_sent: bool,

@@ -50,12 +50,13 @@ pub struct LookupQuery {
 )]
 pub async fn lookup(
     req: HttpRequest,
-    _staff: Staff,
+    staff: Staff,
     number: web::Path<String>,
     query: web::Query<LookupQuery>,
     pool: web::Data<Pool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&staff, Role::Support)?;
     let msisdn = parse_number(&number, &settings)?;
     note_number(&req, &msisdn);
     let limit = staff::page_limit(query.limit, 50, 200).map_err(ApiError::BadRequest)?;
@@ -105,10 +106,11 @@ fn optional<T>(
     security(("bearer" = []))
 )]
 pub async fn list(
-    _staff: Staff,
+    staff: Staff,
     query: web::Query<ListQuery>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&staff, Role::Support)?;
     let program = optional(query.program.as_deref(), staff::program_name)?;
     let state = optional(query.state.as_deref(), |s| {
         s.parse::<State>()
@@ -244,6 +246,7 @@ pub async fn opt_out(
     settings: web::Data<Settings>,
     programs: web::Data<Programs>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&staff, Role::Support)?;
     let msisdn = parse_number(&number, &settings)?;
     note_number(&req, &msisdn);
     let (program, reason) =
@@ -292,10 +295,11 @@ const EXPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
     security(("bearer" = []))
 )]
 pub async fn consent_export(
-    _staff: Staff,
+    staff: Staff,
     query: web::Query<ExportQuery>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&staff, Role::Support)?;
     let program = optional(query.program.as_deref(), staff::program_name)?;
     let since = optional(query.since.as_deref(), staff::parse_since)?;
     // The export is a snapshot: events up to this one, all of them final.
@@ -400,7 +404,8 @@ pub async fn consent_export(
     ),
     security(("bearer" = []))
 )]
-pub async fn stats(_staff: Staff, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn stats(staff: Staff, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+    require(&staff, Role::Support)?;
     let client = client(&pool).await?;
     Ok(HttpResponse::Ok().json(q::stats(&client, 30).await?))
 }

@@ -27,30 +27,34 @@ use sha2::{Digest, Sha256};
 
 use crate::telemetry::{clip, QUOTED_CHARS};
 
-/// What a token may do. `support` reads and records staff opt-outs;
-/// `admin` may also manage tokens.
+/// What a token may do. `support` reads numbers and records staff
+/// opt-outs; `marketing` creates and controls broadcasts (and reads them,
+/// nothing else); `admin` may do both and manage tokens.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Support,
+    Marketing,
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 2] = [Role::Support, Role::Admin];
+    pub const ALL: [Role; 3] = [Role::Support, Role::Marketing, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Support => "support",
+            Role::Marketing => "marketing",
             Role::Admin => "admin",
         }
     }
 
-    /// Does this role include everything `needed` may do?
+    /// Does this role include everything `needed` may do? Admin covers
+    /// every role; support and marketing only themselves.
     pub fn covers(self, needed: Role) -> bool {
-        self >= needed
+        self == Role::Admin || self == needed
     }
 }
 
@@ -59,9 +63,10 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "support" => Ok(Role::Support),
+            "marketing" => Ok(Role::Marketing),
             "admin" => Ok(Role::Admin),
             other => Err(format!(
-                "`{}` is not a role (support or admin)",
+                "`{}` is not a role (support, marketing or admin)",
                 clip(other, QUOTED_CHARS)
             )),
         }

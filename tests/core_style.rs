@@ -315,7 +315,8 @@ proptest! {
             let recipient: BTreeMap<String, String> =
                 t.required_vars().map(|n| (n.to_string(), v.clone())).collect();
             let text = t.render(&vars(lang), &recipient, lang).expect("all values given");
-            let _ = t.worst_case_segments(&vars(lang), [&recipient], lang);
+            prop_assert!(t.worst_case_segments(&vars(lang), [&recipient], lang).is_some());
+            let _ = t.render_longest(&vars(lang), [&recipient], lang);
             prop_assert!(!text.is_empty());
         }
     }

@@ -46,7 +46,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::keywords::Language;
-use super::reply::{encoding, parse, Encoding, Piece, GSM7_BASIC, GSM7_EXTENSION};
+use super::reply::{encoding, parse, Encoding, Piece};
 
 /// The longest a per-recipient value may be, in characters, once sanitised.
 pub const MAX_VAR_CHARS: usize = 100;
@@ -284,80 +284,55 @@ impl Template {
         Ok(out)
     }
 
-    /// The encoding and number of segments of the longest message the
-    /// template can give for `recipients`, for reporting at creation: each
-    /// variable takes its longest value among them (recipients who lack a
-    /// variable count as an empty value; creation refuses them anyway).
+    /// The encoding and number of segments of the costliest message among
+    /// `recipients`, for reporting at creation: each recipient's message is
+    /// rendered and counted with [`encoding`] (a recipient who lacks a
+    /// variable is skipped: creation refuses them). `None` without any
+    /// recipient to count.
     ///
-    /// One value outside GSM-7 turns its recipient's whole message into
-    /// UCS-2, so this is the larger of the longest GSM-7 message and, if any
-    /// value (or the template) needs UCS-2, the longest message counted in
-    /// UCS-2. It bounds every recipient's count, but for one case: since
-    /// [`encoding`] never splits a two-septet character (`€`, `[`) or an
-    /// emoji across segments, a shorter message may pack worse and need one
-    /// segment more.
+    /// Counting every message rather than a bound matters: one value outside
+    /// GSM-7 turns its recipient's whole message into UCS-2, where a segment
+    /// holds 70 characters instead of 160.
     pub fn worst_case_segments<'r>(
         &self,
         vars: &BroadcastVars,
         recipients: impl IntoIterator<Item = &'r BTreeMap<String, String>>,
         lang: Language,
-    ) -> (Encoding, u32) {
-        // Per variable: the GSM-7 value of most septets, the value of most
-        // UTF-16 units, and whether some value needs UCS-2.
-        let mut gsm: BTreeMap<&str, (u32, String)> = BTreeMap::new();
-        let mut units: BTreeMap<&str, (usize, String)> = BTreeMap::new();
-        let mut any_ucs2 = false;
+    ) -> Option<(Encoding, u32)> {
+        recipients
+            .into_iter()
+            .filter_map(|r| self.render(vars, r, lang).ok())
+            .map(|text| encoding(&text))
+            // On a tie, UCS-2: the costlier way to fill the same segments.
+            .max_by_key(|&(enc, segments)| (segments, enc == Encoding::Ucs2))
+    }
+
+    /// The message with each variable at its longest value among
+    /// `recipients` (in UTF-16 units, the measure of UCS-2), e.g. to show
+    /// the writer at creation how long a message can get; a variable no
+    /// recipient has renders empty.
+    pub fn render_longest<'r>(
+        &self,
+        vars: &BroadcastVars,
+        recipients: impl IntoIterator<Item = &'r BTreeMap<String, String>>,
+        lang: Language,
+    ) -> String {
+        let mut longest: BTreeMap<&str, (usize, String)> = BTreeMap::new();
         for recipient in recipients {
             for name in &self.required {
                 let Some(value) = recipient.get(name) else {
                     continue;
                 };
                 let value = sanitize_value(value);
-                match septets(&value) {
-                    Some(n) if gsm.get(name.as_str()).is_none_or(|(m, _)| n > *m) => {
-                        gsm.insert(name, (n, value.clone()));
-                    }
-                    Some(_) => {}
-                    None => any_ucs2 = true,
-                }
-                let n = value.encode_utf16().count();
-                if units.get(name.as_str()).is_none_or(|(m, _)| n > *m) {
-                    units.insert(name, (n, value));
+                let units = value.encode_utf16().count();
+                if longest.get(name.as_str()).is_none_or(|(m, _)| units > *m) {
+                    longest.insert(name, (units, value));
                 }
             }
         }
-        let render = |values: &BTreeMap<&str, String>| {
-            self.render_with(
-                vars,
-                |n| Some(values.get(n).map_or("", String::as_str)),
-                lang,
-            )
-            .unwrap_or_default()
-        };
-        // A variable whose values all need UCS-2 adds nothing to the GSM-7
-        // case: its recipients are counted in the UCS-2 case.
-        let longest_gsm: BTreeMap<&str, String> =
-            gsm.into_iter().map(|(n, (_, v))| (n, v)).collect();
-        let gsm_case = encoding(&render(&longest_gsm));
-        let longest: BTreeMap<&str, String> = units.into_iter().map(|(n, (_, v))| (n, v)).collect();
-        let text = render(&longest);
-        let ucs2_case = match encoding(&text) {
-            (Encoding::Ucs2, n) => (Encoding::Ucs2, n),
-            // All GSM-7, yet some recipient's value is not: counted in UCS-2,
-            // where each of these characters is one UTF-16 unit.
-            (Encoding::Gsm7, _) if any_ucs2 => {
-                let n = encoding(&"ж".repeat(text.chars().count())).1;
-                (Encoding::Ucs2, n)
-            }
-            gsm7 => gsm7,
-        };
-        // On a tie, UCS-2: the encoding some recipients' messages will have.
-        if ucs2_case.1 > gsm_case.1 || (ucs2_case.1 == gsm_case.1 && ucs2_case.0 == Encoding::Ucs2)
-        {
-            ucs2_case
-        } else {
-            gsm_case
-        }
+        let value = |name: &str| Some(longest.get(name).map_or("", |(_, v)| v.as_str()));
+        self.render_with(vars, value, lang)
+            .expect("every variable has a value")
     }
 }
 
@@ -369,21 +344,6 @@ pub fn stop_sentence(lang: Language, stop_keyword: &str, shortcode: &str) -> Str
         Language::En => format!("Reply {stop} to {code} to stop."),
         Language::Ru => format!("Ответьте {stop} на {code}, чтобы отписаться."),
     }
-}
-
-/// GSM-7 septets of a text; `None` if it needs UCS-2.
-fn septets(text: &str) -> Option<u32> {
-    text.chars()
-        .map(|c| {
-            if GSM7_BASIC.contains(c) {
-                Some(1)
-            } else if GSM7_EXTENSION.iter().any(|(_, ext)| *ext == c) {
-                Some(2)
-            } else {
-                None
-            }
-        })
-        .sum()
 }
 
 /// Characters that break a line or hide or reorder text: control
@@ -571,28 +531,42 @@ mod tests {
     }
 
     #[test]
-    fn worst_case_segments_take_the_longest_value_of_each_variable() {
+    fn the_worst_case_is_the_costliest_recipient_message() {
         let t = Template::parse("{brand}: {vars.a} {vars.b}").unwrap();
+        let v = vars(Language::En);
         let short = BTreeMap::from([("a".into(), "x".into()), ("b".into(), "y".repeat(90))]);
         let long = BTreeMap::from([("a".into(), "x".repeat(90)), ("b".into(), "y".into())]);
-        let (enc, segs) = t.worst_case_segments(&vars(Language::En), [&short, &long], Language::En);
-        // 11 + 90 + 1 + 90, a line break and the stop line (34): two segments.
-        assert_eq!((enc, segs), (Encoding::Gsm7, 2));
-        let each = [&short, &long]
-            .map(|r| encoding(&t.render(&vars(Language::En), r, Language::En).unwrap()).1);
-        assert_eq!(each, [1, 1]);
+        let lacking = one("a", &"z".repeat(100));
+        // Each message fits one segment; the one lacking b is not counted.
+        let each = [&short, &long].map(|r| encoding(&t.render(&v, r, Language::En).unwrap()));
+        assert_eq!(each, [(Encoding::Gsm7, 1); 2]);
+        let worst = t.worst_case_segments(&v, [&short, &long, &lacking], Language::En);
+        assert_eq!(worst, Some((Encoding::Gsm7, 1)));
+        assert_eq!(t.worst_case_segments(&v, [], Language::En), None);
+        // The longest values together make a longer message than any.
+        let longest = t.render_longest(&v, [&short, &long], Language::En);
+        assert_eq!(
+            longest,
+            format!(
+                "Toko Maju: {} {}\nReply UNSUBSCRIBE to 3344 to stop.",
+                "x".repeat(90),
+                "y".repeat(90)
+            )
+        );
+        assert_eq!(encoding(&longest), (Encoding::Gsm7, 2));
     }
 
     #[test]
     fn one_recipient_outside_gsm7_makes_the_worst_case_ucs2() {
         let t =
             Template::parse("{brand}: Halo {vars.nama}, diskon 20% untuk Anda hari ini.").unwrap();
+        let v = vars(Language::Id);
         let latin = one("nama", "Bartholomew Alexander");
         let cyrillic = one("nama", "Ира");
-        let (enc, segs) =
-            t.worst_case_segments(&vars(Language::Id), [&latin, &cyrillic], Language::Id);
-        assert_eq!(enc, Encoding::Ucs2);
-        // The longest message (Bartholomew's, 112 characters) counted in UCS-2.
-        assert_eq!(segs, 2);
+        let latin_only = t.worst_case_segments(&v, [&latin], Language::Id);
+        assert_eq!(latin_only, Some((Encoding::Gsm7, 1)));
+        // Ира's message is shorter, but UCS-2 fits 70 characters a segment.
+        let both = t.worst_case_segments(&v, [&latin, &cyrillic], Language::Id);
+        assert_eq!(both, Some((Encoding::Ucs2, 2)));
     }
 }

@@ -52,9 +52,17 @@ pub struct Dispatcher {
     settings: DispatchSettings,
     owner: String,
     metrics: Arc<Metrics>,
+    /// What the broadcast gate takes for now.
+    clock: crate::clock::Clock,
 }
 
 impl Dispatcher {
+    /// The same dispatcher reading `clock` (tests move it).
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Fails when a sender's settings are wrong (`startup::check` says
     /// which, before this).
     pub fn new(
@@ -84,6 +92,7 @@ impl Dispatcher {
             settings: d,
             owner,
             metrics,
+            clock: crate::clock::Clock::default(),
         })
     }
 
@@ -142,7 +151,7 @@ impl Dispatcher {
     pub async fn run_once(self: &Arc<Self>) -> Result<usize, DbError> {
         let client = self.pool.get().await.map_err(crate::db::pool_error)?;
         let lease = Duration::from_secs(self.settings.lease_secs);
-        let batch = outbox::claim(
+        let mut batch = outbox::claim(
             &client,
             &self.owner,
             i64::from(self.settings.batch_size),
@@ -150,6 +159,21 @@ impl Dispatcher {
         )
         .await?;
         drop(client);
+        // Replies first: a broadcast takes what room the batch has left.
+        let room = i64::from(self.settings.batch_size) - batch.len() as i64;
+        if room > 0 {
+            batch.extend(
+                crate::broadcast::claim(
+                    &self.pool,
+                    &self.owner,
+                    room,
+                    lease,
+                    &self.settings.max_per_second,
+                    self.clock.now(),
+                )
+                .await?,
+            );
+        }
         let n = batch.len();
         let mut sends = tokio::task::JoinSet::new();
         for row in batch {

@@ -21,6 +21,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Understood but refused as written (a broadcast's template or style
+    /// problems): 422, the problems in `details`.
+    #[error("{0}")]
+    Refused(String, serde_json::Value),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -50,6 +54,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Refused(..) => "refused",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited => "rate_limited",
@@ -72,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Refused(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited | ApiError::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
@@ -92,7 +98,11 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let ApiError::Refused(_, details) = self {
+            error["details"] = details.clone();
+        }
+        res.json(json!({ "error": error }))
     }
 }
 
@@ -140,13 +150,21 @@ impl From<crate::db::DbError> for ApiError {
 /// actix's own extractor errors (bad JSON, bad query string, oversized
 /// bodies) in the contract's shape instead of actix's plain-text defaults.
 pub fn json_config() -> actix_web::web::JsonConfig {
+    json_config_up_to(MAX_BODY)
+}
+
+/// Largest broadcast request (its named recipients and their values).
+pub const MAX_BROADCAST_BODY: usize = 16 * 1024 * 1024;
+
+/// [`json_config`] with another size limit.
+pub fn json_config_up_to(limit: usize) -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
-        .limit(MAX_BODY)
-        .error_handler(|err, _| {
+        .limit(limit)
+        .error_handler(move |err, _| {
             use actix_web::error::JsonPayloadError as E;
             match &err {
                 E::OverflowKnownLength { .. } | E::Overflow { .. } => {
-                    ApiError::PayloadTooLarge(MAX_BODY).into()
+                    ApiError::PayloadTooLarge(limit).into()
                 }
                 E::ContentType => {
                     ApiError::UnsupportedMediaType("expected application/json".into()).into()

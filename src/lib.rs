@@ -5,7 +5,9 @@
 //! recognises the keyword, runs the subscription state machine, records the
 //! change as evidence of consent and queues exactly one reply.
 
+pub mod broadcast;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod db;

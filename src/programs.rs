@@ -72,6 +72,11 @@ impl Programs {
         }
     }
 
+    /// The first short code that serves `program`, if any.
+    pub fn shortcode_of(&self, program: &str) -> Option<&Shortcode> {
+        self.shortcodes.iter().find(|s| s.program == program)
+    }
+
     /// Program names, in configuration order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(String::as_str)

@@ -22,7 +22,7 @@ use crate::metrics::{self, AllPools, Metrics};
 use crate::programs::Programs;
 use crate::routes::guard::AuthGuard;
 use crate::routes::staff_auth::StaffPool;
-use crate::routes::{console, health, staff_auth, support, webhooks};
+use crate::routes::{broadcasts, console, health, staff_auth, support, webhooks};
 
 /// The configuration as `serve` and `check-config` take it: loaded and
 /// checked by itself ([`Settings::load`]), then by the components
@@ -93,6 +93,7 @@ pub struct Application {
     port: u16,
     server: Server,
     metrics: Arc<Metrics>,
+    clock: crate::clock::Clock,
 }
 
 impl Application {
@@ -144,6 +145,9 @@ impl Application {
         let gateways = web::Data::new(gateways);
         let programs = Arc::new(Programs::new(&settings));
         let inbound = web::Data::new(Inbound::new(&settings, programs.clone()));
+        let broadcasts = web::Data::new(crate::broadcast::Broadcasts::new(&settings, &programs));
+        let clock = crate::clock::Clock::default();
+        let clock_data = web::Data::new(clock.clone());
         let programs = web::Data::from(programs);
         let settings = web::Data::from(settings);
         let grace = settings.service.shutdown_grace_secs;
@@ -168,6 +172,8 @@ impl Application {
                 .app_data(gateways.clone())
                 .app_data(inbound.clone())
                 .app_data(programs.clone())
+                .app_data(broadcasts.clone())
+                .app_data(clock_data.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
                 .app_data(error::form_config())
@@ -194,6 +200,24 @@ impl Application {
                         )
                         .route("/consent-export", web::get().to(support::consent_export))
                         .route("/stats", web::get().to(support::stats))
+                        .route(
+                            "/subscribers/{number}/timezone",
+                            web::put().to(broadcasts::set_timezone),
+                        )
+                        .service(
+                            web::resource("/broadcasts")
+                                .app_data(error::json_config_up_to(error::MAX_BROADCAST_BODY))
+                                .route(web::post().to(broadcasts::create))
+                                .route(web::get().to(broadcasts::list)),
+                        )
+                        .route("/broadcasts/{id}", web::get().to(broadcasts::show))
+                        .route(
+                            "/broadcasts/{id}/recipients",
+                            web::get().to(broadcasts::recipients),
+                        )
+                        .route("/broadcasts/{id}/pause", web::post().to(broadcasts::pause))
+                        .route("/broadcasts/{id}/resume", web::post().to(broadcasts::resume))
+                        .route("/broadcasts/{id}/cancel", web::post().to(broadcasts::cancel))
                         .route("/tokens", web::post().to(support::create_token))
                         .route("/tokens", web::get().to(support::list_tokens))
                         .route("/tokens/{name}", web::delete().to(support::revoke_token))
@@ -233,6 +257,7 @@ impl Application {
             port,
             server,
             metrics: shared_metrics,
+            clock,
         })
     }
 
@@ -243,6 +268,12 @@ impl Application {
     /// The metrics registry, for the dispatcher running beside the server.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// The clock the broadcast API reads (a test moves it; the dispatcher
+    /// `serve` runs shares it).
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.clock.clone()
     }
 
     pub fn handle(&self) -> ServerHandle {

@@ -104,6 +104,20 @@ pub async fn insert(client: &impl GenericClient, b: &NewBroadcast<'_>) -> Result
     row.map(|r| get(&r, 0)).transpose()
 }
 
+/// The number of recipients planned, once planning is done.
+pub async fn set_recipients(
+    client: &impl GenericClient,
+    id: i64,
+    recipients: i64,
+) -> Result<(), DbError> {
+    let stmt = client
+        .prepare_cached("UPDATE broadcasts SET recipients = $2 WHERE id = $1")
+        .await?;
+    let n = i32::try_from(recipients).unwrap_or(i32::MAX);
+    client.execute(&stmt, &[&id, &n]).await?;
+    Ok(())
+}
+
 /// What planning needs to know of one possible recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -197,6 +211,7 @@ pub struct Planned {
 pub async fn plan(
     client: &impl GenericClient,
     broadcast: i64,
+    now: DateTime<Utc>,
     rows: &[Planned],
 ) -> Result<u64, DbError> {
     let stmt = client
@@ -204,7 +219,7 @@ pub async fn plan(
             "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id,
                                  status, next_attempt_at, gate_reason, gated_at, last_error)
              SELECT v.msisdn, b.shortcode, v.text, b.sender, b.kind, b.program, b.id,
-                    v.status::outbox_status, v.at, v.reason, now(),
+                    v.status::outbox_status, v.at, v.reason, $7,
                     CASE WHEN v.status = 'skipped' THEN 'gate: ' || v.reason END
                FROM broadcasts b,
                     unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
@@ -219,7 +234,10 @@ pub async fn plan(
     let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.next_attempt_at).collect();
     let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.gate_reason).collect();
     Ok(client
-        .execute(&stmt, &[&broadcast, &numbers, &texts, &statuses, &at, &reasons])
+        .execute(
+            &stmt,
+            &[&broadcast, &numbers, &texts, &statuses, &at, &reasons, &now],
+        )
         .await?)
 }
 
@@ -242,19 +260,23 @@ pub struct Due {
 
 /// Locks up to `limit` due planned rows of active broadcasts (skipping
 /// rows another dispatcher holds). Inside a transaction.
-pub async fn take_due(client: &impl GenericClient, limit: i64) -> Result<Vec<Due>, DbError> {
+pub async fn take_due(
+    client: &impl GenericClient,
+    limit: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Due>, DbError> {
     let stmt = client
         .prepare_cached(
             "SELECT o.id::text, o.msisdn, o.shortcode, o.text, o.sender, o.kind::text, o.program,
                     b.id, b.send_at, b.valid_until, b.policy, o.attempts
                FROM outbox o JOIN broadcasts b ON b.id = o.broadcast_id
-              WHERE o.status = 'planned' AND o.next_attempt_at <= now() AND b.status = 'active'
+              WHERE o.status = 'planned' AND o.next_attempt_at <= $2 AND b.status = 'active'
               ORDER BY o.next_attempt_at
               LIMIT $1
               FOR UPDATE OF o SKIP LOCKED",
         )
         .await?;
-    let rows = client.query(&stmt, &[&limit]).await?;
+    let rows = client.query(&stmt, &[&limit, &now]).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {
@@ -394,6 +416,7 @@ pub async fn decide(
     client: &impl GenericClient,
     owner: &str,
     lease: std::time::Duration,
+    now: DateTime<Utc>,
     decisions: &[(&str, Gated)],
 ) -> Result<(), DbError> {
     let stmt = client
@@ -406,7 +429,7 @@ pub async fn decide(
                     attempts = o.attempts + CASE WHEN v.status = 'sending' THEN 1 ELSE 0 END,
                     next_attempt_at = COALESCE(v.at, o.next_attempt_at),
                     gate_reason = v.reason,
-                    gated_at = now(),
+                    gated_at = $7,
                     last_error = CASE WHEN v.status = 'skipped' THEN 'gate: ' || v.reason
                                       ELSE o.last_error END,
                     updated_at = now()
@@ -433,7 +456,7 @@ pub async fn decide(
     client
         .execute(
             &stmt,
-            &[&owner, &lease.as_secs_f64(), &ids, &statuses, &at, &reasons],
+            &[&owner, &lease.as_secs_f64(), &ids, &statuses, &at, &reasons, &now],
         )
         .await?;
     Ok(())

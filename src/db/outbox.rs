@@ -55,6 +55,7 @@ pub const CLAIM: &str = "
     ), unknown AS (
         SELECT o.id FROM outbox o
          WHERE o.status = 'unknown' AND o.uncertain_attempts = 1 AND o.next_attempt_at <= now()
+           AND o.broadcast_id IS NULL
          ORDER BY o.next_attempt_at
          LIMIT $2
          FOR UPDATE SKIP LOCKED
@@ -194,6 +195,8 @@ const FINISH: &str = "
        SET status = CASE
                WHEN v.status <> 'retry' THEN v.status
                WHEN o.attempts >= v.max_attempts THEN 'dead'
+               -- A broadcast message waits for the gate again.
+               WHEN o.broadcast_id IS NOT NULL THEN 'planned'
                ELSE 'queued' END::outbox_status,
            sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,
            provider_message_id = CASE WHEN t.holder IS NULL

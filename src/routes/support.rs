@@ -535,7 +535,9 @@ pub struct ApiDoc;
 
 /// `/v1/openapi.json` (no token needed: it describes, it discloses nothing).
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::broadcasts::BroadcastDoc::openapi());
+    HttpResponse::Ok().json(doc)
 }
 
 #[cfg(test)]

@@ -169,6 +169,8 @@ pub struct TestApp {
     pub address: String,
     pub db: tokio_postgres::Config,
     pub http: reqwest::Client,
+    /// What the app's broadcast API takes for now; a test moves it.
+    pub clock: keyward::clock::Clock,
 }
 
 impl TestApp {
@@ -260,10 +262,12 @@ pub async fn spawn_app_on(db: tokio_postgres::Config, settings: Settings) -> Tes
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let app = Application::build(Arc::new(settings), db.clone(), 4, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let clock = app.clock();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         db,
+        clock,
         http: reqwest::Client::builder()
             .no_proxy()
             .build()

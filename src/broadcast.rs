@@ -1,0 +1,813 @@
+//! Broadcasts: a business's messages to a program's subscribers, each
+//! sent only when the send gate (`core::gate`) allows it for that
+//! recipient at that moment, with the decision kept on the recipient's
+//! outbox row.
+//!
+//! Two moments decide:
+//! - **creation** ([`Broadcasts::create`]): the texts are parsed and linted
+//!   (`core::compose`, `core::style`), the recipients (the program's
+//!   subscribers, or a given list with per-recipient values) each get their
+//!   text in their language and a first verdict — planned for now, planned
+//!   for their first allowed moment, or skipped with the reason;
+//! - **the claim** ([`claim`], run by the dispatcher): a planned row that is
+//!   due is decided again with the facts of that moment (a STOP since,
+//!   the cap, the gap, the window, the expiry), under a lock of the number,
+//!   so two dispatchers or two broadcasts cannot both take the last place
+//!   under a cap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use deadpool_postgres::{GenericClient, Pool};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{LintMode, Settings};
+use crate::core::gate::{decide_send, MessageKind, Outbound, Recipient, SendingPolicy, Verdict};
+use crate::core::style::{self, Finding, StyleKind};
+use crate::core::{candidate_zones, encoding, BroadcastVars, Language, Template, TemplateProblem};
+use crate::db::broadcasts::{self as q, Candidate, Gated, Planned};
+use crate::db::outbox::Claimed;
+use crate::db::DbError;
+use crate::msisdn::{Msisdn, Region};
+use crate::programs::Programs;
+
+/// Recipients planned per statement.
+const PAGE: usize = 5_000;
+
+/// The most recipients one request may name.
+pub const MAX_NAMED_RECIPIENTS: usize = 100_000;
+
+/// A broadcast as asked for (`POST /v1/broadcasts`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBroadcast {
+    pub program: String,
+    #[schema(value_type = String, example = "marketing")]
+    pub kind: MessageKind,
+    /// The text per language; each recipient gets the one of the language
+    /// they subscribed in, else the short code's, else the first given.
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub text: BTreeMap<Language, String>,
+    /// Not sent at or after this moment; required for marketing.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Not sent before this moment (default: now).
+    pub send_at: Option<DateTime<Utc>>,
+    /// Default: every number subscribed to the program.
+    pub recipients: Option<Vec<NamedRecipient>>,
+    /// Count and check only; nothing is stored or sent.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedRecipient {
+    pub number: String,
+    /// Values of the template's `{vars.NAME}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// What creation found, or what was planned.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Plan {
+    /// `null` for a dry run.
+    pub id: Option<i64>,
+    pub dry_run: bool,
+    /// `false` when the same request (same `Idempotency-Key`) was made
+    /// before: this is that broadcast.
+    pub created: bool,
+    pub recipients: i64,
+    /// Planned to go at once.
+    pub to_send: i64,
+    /// Planned for a later moment (the window, the gap, `send_at`).
+    pub deferred: i64,
+    /// Not sent, by reason.
+    pub skipped: BTreeMap<String, i64>,
+    /// SMS segments of every message planned.
+    pub segments: i64,
+    pub first_send_at: Option<DateTime<Utc>>,
+    /// The last expected send, at the sender's `max_per_second`.
+    pub last_send_at: Option<DateTime<Utc>>,
+    /// Style findings per language (`refuse` programs refuse with them).
+    #[schema(value_type = Object)]
+    pub lint: BTreeMap<String, Vec<Finding>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    #[error("{0}")]
+    Invalid(String),
+    /// The texts cannot be sent as written (templates, style).
+    #[error("{message}")]
+    Refused {
+        message: String,
+        problems: Vec<TemplateProblem>,
+        lint: BTreeMap<String, Vec<Finding>>,
+    },
+    /// The idempotency key was used for a different request.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no such broadcast")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A program as broadcasts need it.
+struct Program {
+    brand: String,
+    policy: SendingPolicy,
+    timezone: Option<Tz>,
+    lint: LintMode,
+    shortcode: String,
+    sender: String,
+    language: Language,
+}
+
+/// Everything creation needs, built once at start-up.
+pub struct Broadcasts {
+    programs: HashMap<String, Program>,
+    region: Region,
+    rates: BTreeMap<String, f64>,
+}
+
+/// The policy in force, as stored with the broadcast and read back by
+/// the claim: the evidence of which rules its decisions were taken under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyInForce {
+    pub sending: SendingPolicy,
+    pub timezone: Option<String>,
+}
+
+impl Broadcasts {
+    pub fn new(settings: &Settings, programs: &Programs) -> Self {
+        let by_name = settings
+            .programs
+            .iter()
+            .filter_map(|p| {
+                // A program no short code serves cannot broadcast.
+                let code = programs.shortcode_of(&p.name)?;
+                Some((
+                    p.name.clone(),
+                    Program {
+                        brand: p.brand.clone(),
+                        policy: p.sending.clone(),
+                        timezone: p.timezone.as_deref().and_then(|t| t.parse().ok()),
+                        lint: p.lint,
+                        shortcode: code.code.clone(),
+                        sender: code.sender.clone(),
+                        language: code.language,
+                    },
+                ))
+            })
+            .collect();
+        Self {
+            programs: by_name,
+            region: settings.service.region,
+            rates: settings.dispatch.max_per_second.clone(),
+        }
+    }
+
+    /// Checks, plans and (unless a dry run) stores a broadcast. A request
+    /// with an `idempotency_key` seen before from `created_by` answers the
+    /// broadcast made then.
+    pub async fn create(
+        self: &Arc<Self>,
+        pool: &Pool,
+        created_by: &str,
+        idempotency_key: &str,
+        request: &NewBroadcast,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, BroadcastError> {
+        let checked = self.check(request, now)?;
+        let digest: [u8; 32] = Sha256::digest(
+            serde_json::to_vec(request).map_err(|e| BroadcastError::Invalid(e.to_string()))?,
+        )
+        .into();
+        let mut client = pool.get().await.map_err(crate::db::pool_error)?;
+        if !request.dry_run {
+            if let Some(existing) = q::find_by_key(&client, created_by, idempotency_key).await? {
+                return self.replayed(&client, existing, &digest).await;
+            }
+        }
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        let policy = serde_json::to_value(PolicyInForce {
+            sending: checked.program.policy.clone(),
+            timezone: checked.program.timezone.map(|t| t.name().to_owned()),
+        })
+        .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+        let texts = serde_json::to_value(&request.text)
+            .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+        let id = if request.dry_run {
+            None
+        } else {
+            let new = q::NewBroadcast {
+                program: &request.program,
+                kind: request.kind.as_str(),
+                texts: &texts,
+                shortcode: &checked.program.shortcode,
+                sender: &checked.program.sender,
+                send_at: checked.send_at,
+                valid_until: request.valid_until,
+                policy: &policy,
+                created_by,
+                idempotency_key,
+                request_sha256: &digest,
+                recipients: 0,
+            };
+            match q::insert(&tx, &new).await? {
+                Some(id) => Some(id),
+                None => {
+                    // A concurrent retry got there first.
+                    drop(tx);
+                    let existing = q::find_by_key(&client, created_by, idempotency_key)
+                        .await?
+                        .ok_or_else(|| BroadcastError::Conflict("retry the request".into()))?;
+                    return self.replayed(&client, existing, &digest).await;
+                }
+            }
+        };
+        let mut plan = Plan {
+            id,
+            dry_run: request.dry_run,
+            created: id.is_some(),
+            lint: checked.lint.clone(),
+            ..Plan::default()
+        };
+        let mut planner = Planner::new(&checked, request, now);
+        match &request.recipients {
+            None => {
+                let mut after = String::from("+");
+                loop {
+                    let page =
+                        q::subscribed_page(&tx, &request.program, planner.since, &after, PAGE as i64)
+                            .await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.msisdn.clone();
+                    let rows = planner.decide_page(&page, |_| None, &mut plan)?;
+                    if let Some(id) = id {
+                        q::plan(&tx, id, now, &rows).await?;
+                    }
+                    if page.len() < PAGE {
+                        break;
+                    }
+                }
+            }
+            Some(named) => {
+                let parsed = &checked.named;
+                for chunk in parsed.chunks(PAGE) {
+                    let numbers: Vec<&str> = chunk.iter().map(|(m, _)| m.as_str()).collect();
+                    let known = q::named(&tx, &request.program, planner.since, &numbers).await?;
+                    let known: HashMap<&str, &Candidate> =
+                        known.iter().map(|c| (c.msisdn.as_str(), c)).collect();
+                    let page: Vec<Candidate> = chunk
+                        .iter()
+                        .map(|(m, _)| {
+                            known.get(m.as_str()).map_or_else(
+                                || Candidate {
+                                    msisdn: m.as_str().to_owned(),
+                                    subscribed: false,
+                                    language: None,
+                                    timezone: None,
+                                    marketing_sent: vec![],
+                                },
+                                |c| (*c).clone(),
+                            )
+                        })
+                        .collect();
+                    let vars: HashMap<&str, &BTreeMap<String, String>> = chunk
+                        .iter()
+                        .map(|(m, i)| (m.as_str(), &named[*i].vars))
+                        .collect();
+                    let rows =
+                        planner.decide_page(&page, |number| vars.get(number).copied(), &mut plan)?;
+                    if let Some(id) = id {
+                        q::plan(&tx, id, now, &rows).await?;
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            q::set_recipients(&tx, id, plan.recipients).await?;
+        }
+        tx.commit().await.map_err(DbError::from)?;
+        if let (Some(first), Some(rate)) = (plan.first_send_at, self.rates.get(&checked.program.sender)) {
+            let spread = Duration::milliseconds((plan.to_send as f64 / rate * 1000.0) as i64);
+            plan.last_send_at = Some(plan.last_send_at.unwrap_or(first).max(first + spread));
+        }
+        Ok(plan)
+    }
+
+    async fn replayed(
+        &self,
+        client: &impl GenericClient,
+        existing: q::Existing,
+        digest: &[u8; 32],
+    ) -> Result<Plan, BroadcastError> {
+        if existing.request_sha256 != digest {
+            return Err(BroadcastError::Conflict(
+                "this Idempotency-Key was used for a different broadcast".into(),
+            ));
+        }
+        let progress = q::progress(client, existing.id).await?;
+        let mut plan = Plan {
+            id: Some(existing.id),
+            created: false,
+            ..Plan::default()
+        };
+        for (status, reason, n) in progress.by_status {
+            plan.recipients += n;
+            match (status.as_str(), reason) {
+                ("skipped", Some(reason)) => *plan.skipped.entry(reason).or_default() += n,
+                ("planned", Some(_)) => plan.deferred += n,
+                _ => plan.to_send += n,
+            }
+        }
+        plan.first_send_at = progress.first_sent_at.or(progress.next_planned_at);
+        Ok(plan)
+    }
+
+    /// Everything about a request that does not need the database.
+    fn check<'a>(&'a self, r: &NewBroadcast, now: DateTime<Utc>) -> Result<Checked<'a>, BroadcastError> {
+        let invalid = |m: String| Err(BroadcastError::Invalid(m));
+        let Some(program) = self.programs.get(&r.program) else {
+            return invalid(format!(
+                "program `{}` is not configured (or no short code serves it)",
+                crate::telemetry::clip(&r.program, 64)
+            ));
+        };
+        if r.text.is_empty() {
+            return invalid("text: give the message in at least one language".into());
+        }
+        if r.kind == MessageKind::Marketing && r.valid_until.is_none() {
+            return invalid(
+                "valid_until is required for marketing: a promotion must not go out once it has ended"
+                    .into(),
+            );
+        }
+        let send_at = r.send_at.unwrap_or(now).max(now);
+        if let Some(until) = r.valid_until {
+            if until <= send_at {
+                return invalid("valid_until must be after send_at (and after now)".into());
+            }
+        }
+        let mut templates = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut lint = BTreeMap::new();
+        let kind = match r.kind {
+            MessageKind::Marketing => StyleKind::Marketing,
+            MessageKind::Notice => StyleKind::Notice,
+        };
+        for (lang, text) in &r.text {
+            match Template::parse(text) {
+                Ok(t) => {
+                    templates.insert(*lang, t);
+                }
+                Err(p) => problems.extend(p),
+            }
+            let findings = style::check(text, Some(*lang), &program.brand, kind);
+            if !findings.is_empty() {
+                lint.insert(lang.as_str().to_owned(), findings);
+            }
+        }
+        if !problems.is_empty() || (program.lint == LintMode::Refuse && !lint.is_empty()) {
+            let message = if problems.is_empty() {
+                "the text does not pass the style lint (the program's lint is `refuse`)"
+            } else {
+                "the text is not a valid template"
+            };
+            return Err(BroadcastError::Refused {
+                message: message.into(),
+                problems,
+                lint,
+            });
+        }
+        let needed: Vec<String> = templates
+            .values()
+            .flat_map(|t| t.required_vars().map(str::to_owned))
+            .collect();
+        let mut named = Vec::new();
+        match &r.recipients {
+            None if !needed.is_empty() => {
+                return invalid(format!(
+                    "the text uses {{vars.{}}}: name the recipients with their values",
+                    needed[0]
+                ))
+            }
+            None => {}
+            Some(list) => {
+                if list.len() > MAX_NAMED_RECIPIENTS {
+                    return invalid(format!(
+                        "at most {MAX_NAMED_RECIPIENTS} recipients per request"
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (i, rcpt) in list.iter().enumerate() {
+                    let msisdn = Msisdn::parse(&rcpt.number, self.region).map_err(|e| {
+                        BroadcastError::Invalid(format!("recipients[{i}].number: {e}"))
+                    })?;
+                    if let Some(missing) = needed.iter().find(|n| !rcpt.vars.contains_key(*n)) {
+                        return invalid(format!(
+                            "recipients[{i}] has no value for {{vars.{missing}}}"
+                        ));
+                    }
+                    if seen.insert(msisdn.clone()) {
+                        named.push((msisdn, i));
+                    }
+                }
+            }
+        }
+        Ok(Checked {
+            program,
+            templates,
+            lint,
+            send_at,
+            named,
+        })
+    }
+}
+
+/// A request that passed the checks.
+struct Checked<'a> {
+    program: &'a Program,
+    templates: BTreeMap<Language, Template>,
+    lint: BTreeMap<String, Vec<Finding>>,
+    send_at: DateTime<Utc>,
+    /// Named recipients, each once, with their index in the request.
+    named: Vec<(Msisdn, usize)>,
+}
+
+/// Decides page after page of candidates at one moment.
+struct Planner<'a> {
+    checked: &'a Checked<'a>,
+    message: Outbound,
+    program: &'a str,
+    now: DateTime<Utc>,
+    /// Sends older than this cannot matter to the cap or the gap.
+    since: DateTime<Utc>,
+    /// Verdicts of recipients with no earlier marketing send, by zone set:
+    /// those depend on nothing else (a number with sixteen candidate zones
+    /// costs a fortnight's search once, not once per number).
+    by_zones: HashMap<(usize, usize), Verdict>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(checked: &'a Checked<'a>, request: &'a NewBroadcast, now: DateTime<Utc>) -> Self {
+        let policy = &checked.program.policy;
+        let look_back = Duration::days(i64::from(policy.period_days))
+            .max(Duration::hours(i64::from(policy.min_gap_hours)));
+        Self {
+            checked,
+            message: Outbound {
+                kind: request.kind,
+                not_before: checked.send_at,
+                valid_until: request.valid_until,
+            },
+            program: &request.program,
+            now,
+            since: now - look_back,
+            by_zones: HashMap::new(),
+        }
+    }
+
+    fn decide_page<'v>(
+        &mut self,
+        page: &[Candidate],
+        vars_of: impl Fn(&str) -> Option<&'v BTreeMap<String, String>>,
+        plan: &mut Plan,
+    ) -> Result<Vec<Planned>, BroadcastError> {
+        let program = self.checked.program;
+        let empty = BTreeMap::new();
+        let mut rows = Vec::with_capacity(page.len());
+        for c in page {
+            let lang = c.language.unwrap_or(program.language);
+            let (lang, template) = self
+                .checked
+                .templates
+                .get_key_value(&lang)
+                .or_else(|| self.checked.templates.get_key_value(&program.language))
+                .or_else(|| self.checked.templates.iter().next())
+                .ok_or_else(|| BroadcastError::Invalid("no text".into()))?;
+            let vars = BroadcastVars::new(&program.brand, self.program, &program.shortcode, *lang);
+            let text = template
+                .render(&vars, vars_of(&c.msisdn).unwrap_or(&empty), *lang)
+                .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+            let own: Option<Tz> = c.timezone.as_deref().and_then(|t| t.parse().ok());
+            let zones: &[Tz] = match (&own, &program.timezone) {
+                (Some(z), _) => std::slice::from_ref(z),
+                (None, Some(tz)) => std::slice::from_ref(tz),
+                (None, None) => candidate_zones(&c.msisdn),
+            };
+            let to = Recipient {
+                subscribed: c.subscribed,
+                zones,
+                marketing_sent: &c.marketing_sent,
+                already_sent: false,
+            };
+            // Only zone sets that live as long as the planner (the
+            // program's, the prefix map's) can key the cache.
+            let verdict = if own.is_none() && c.subscribed && c.marketing_sent.is_empty() {
+                let key = (zones.as_ptr() as usize, zones.len());
+                let (policy, message, now) = (&program.policy, &self.message, self.now);
+                *self
+                    .by_zones
+                    .entry(key)
+                    .or_insert_with(|| decide_send(policy, &to, message, now))
+            } else {
+                decide_send(&program.policy, &to, &self.message, self.now)
+            };
+            plan.recipients += 1;
+            let (status, at, reason) = match verdict {
+                Verdict::Send => {
+                    plan.to_send += 1;
+                    ("planned", self.now, None)
+                }
+                Verdict::Defer { until, reason } => {
+                    plan.deferred += 1;
+                    ("planned", until, Some(reason.as_str()))
+                }
+                Verdict::Skip(reason) => {
+                    *plan.skipped.entry(reason.as_str().to_owned()).or_default() += 1;
+                    ("skipped", self.now, Some(reason.as_str()))
+                }
+            };
+            if status == "planned" {
+                plan.segments += i64::from(encoding(&text).1);
+                plan.first_send_at = Some(plan.first_send_at.map_or(at, |f| f.min(at)));
+                plan.last_send_at = Some(plan.last_send_at.map_or(at, |l| l.max(at)));
+            }
+            rows.push(Planned {
+                msisdn: c.msisdn.clone(),
+                text,
+                status,
+                next_attempt_at: at,
+                gate_reason: reason,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// Claims up to `limit` due broadcast rows, asks the gate again for each
+/// with the facts of now, and leases to `owner` those it lets go (within
+/// each sender's shared budget); the rest wait or are skipped. One
+/// transaction; returns the rows to send.
+pub async fn claim(
+    pool: &Pool,
+    owner: &str,
+    limit: i64,
+    lease: std::time::Duration,
+    rates: &BTreeMap<String, f64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Claimed>, DbError> {
+    let mut client = pool.get().await.map_err(crate::db::pool_error)?;
+    let tx = client.transaction().await?;
+    let due = q::take_due(&tx, limit, now).await?;
+    if due.is_empty() {
+        tx.commit().await?;
+        return Ok(vec![]);
+    }
+    let mut numbers: Vec<&str> = due.iter().map(|d| d.msisdn.as_str()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    q::lock_numbers(&tx, &numbers).await?;
+
+    let mut policies: HashMap<i64, PolicyInForce> = HashMap::new();
+    for d in &due {
+        if !policies.contains_key(&d.broadcast) {
+            let policy = serde_json::from_value(d.policy.clone())
+                .map_err(|e| DbError::Decode(format!("broadcast {} policy: {e}", d.broadcast)))?;
+            policies.insert(d.broadcast, policy);
+        }
+    }
+    let look_back = policies
+        .values()
+        .map(|p| {
+            Duration::days(i64::from(p.sending.period_days))
+                .max(Duration::hours(i64::from(p.sending.min_gap_hours)))
+        })
+        .max()
+        .unwrap_or_default();
+    let pairs: Vec<(&str, &str)> = due
+        .iter()
+        .map(|d| (d.msisdn.as_str(), d.program.as_str()))
+        .collect();
+    let facts = q::gate_facts(&tx, &pairs, now - look_back).await?;
+    let mut facts: HashMap<(String, String), q::GateFacts> = facts
+        .into_iter()
+        .map(|f| ((f.msisdn.clone(), f.program.clone()), f))
+        .collect();
+
+    let mut decisions: Vec<(&str, Gated)> = Vec::with_capacity(due.len());
+    let mut sending: Vec<&q::Due> = Vec::new();
+    for d in &due {
+        let policy = &policies[&d.broadcast];
+        let kind: MessageKind = d
+            .kind
+            .parse()
+            .map_err(|e| DbError::Decode(format!("outbox kind: {e}")))?;
+        let f = facts.get_mut(&(d.msisdn.clone(), d.program.clone()));
+        let (subscribed, own_zone, sent) = match &f {
+            Some(f) => (f.subscribed, f.timezone.clone(), f.marketing_sent.as_slice()),
+            None => (false, None, &[][..]),
+        };
+        let own: Option<Tz> = own_zone.as_deref().and_then(|t| t.parse().ok());
+        let program_zone: Option<Tz> = policy.timezone.as_deref().and_then(|t| t.parse().ok());
+        let zones: &[Tz] = match (&own, &program_zone) {
+            (Some(z), _) => std::slice::from_ref(z),
+            (None, Some(z)) => std::slice::from_ref(z),
+            (None, None) => candidate_zones(&d.msisdn),
+        };
+        let verdict = decide_send(
+            &policy.sending,
+            &Recipient {
+                subscribed,
+                zones,
+                marketing_sent: sent,
+                already_sent: false,
+            },
+            &Outbound {
+                kind,
+                not_before: d.send_at,
+                valid_until: d.valid_until,
+            },
+            now,
+        );
+        let gated = match verdict {
+            Verdict::Send => {
+                // A later row of this batch for the same number sees it.
+                if kind == MessageKind::Marketing {
+                    if let Some(f) = f {
+                        f.marketing_sent.push(now);
+                    }
+                }
+                sending.push(d);
+                Gated::Send
+            }
+            Verdict::Defer { until, reason } => Gated::Defer {
+                at: until,
+                reason: reason.as_str(),
+            },
+            Verdict::Skip(reason) => Gated::Skip {
+                reason: reason.as_str(),
+            },
+        };
+        decisions.push((d.id.as_str(), gated));
+    }
+
+    // Each sender's shared budget: sends past it wait a moment, still
+    // planned (and are asked again then).
+    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+    for d in &sending {
+        *wanted.entry(d.sender.as_str()).or_default() += 1;
+    }
+    let mut granted: BTreeMap<&str, i64> = BTreeMap::new();
+    for (sender, n) in &wanted {
+        let g = match rates.get(*sender) {
+            Some(rate) => q::take_budget(&tx, sender, *rate, *n).await?,
+            None => *n,
+        };
+        granted.insert(sender, g);
+    }
+    let soon = now + Duration::milliseconds(200);
+    let mut claimed = Vec::with_capacity(sending.len());
+    for (id, gated) in decisions.iter_mut() {
+        if !matches!(gated, Gated::Send) {
+            continue;
+        }
+        let Some(d) = due.iter().find(|d| d.id == *id) else {
+            continue;
+        };
+        let left = granted.entry(d.sender.as_str()).or_default();
+        if *left == 0 {
+            *gated = Gated::Defer {
+                at: soon,
+                reason: "rate",
+            };
+            continue;
+        }
+        *left -= 1;
+        claimed.push(Claimed {
+            id: d.id.clone(),
+            msisdn: d.msisdn.clone(),
+            shortcode: d.shortcode.clone(),
+            text: d.text.clone(),
+            sender: d.sender.clone(),
+            kind: d.kind.clone(),
+            program: Some(d.program.clone()),
+            in_reply_to: None,
+            attempts: d.attempts + 1,
+            opted_out_since: false,
+            possibly_sent: false,
+            uncertain_attempts: 0,
+        });
+    }
+    q::decide(&tx, owner, lease, now, &decisions).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+impl From<BroadcastError> for crate::error::ApiError {
+    fn from(e: BroadcastError) -> Self {
+        use crate::error::ApiError;
+        match e {
+            BroadcastError::Invalid(m) => ApiError::BadRequest(m),
+            BroadcastError::Refused {
+                message,
+                problems,
+                lint,
+            } => ApiError::Refused(
+                message,
+                serde_json::json!({ "problems": problems, "lint": lint }),
+            ),
+            BroadcastError::Conflict(m) => ApiError::Conflict(m),
+            BroadcastError::NotFound => ApiError::NotFound("no such broadcast".into()),
+            BroadcastError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// A broadcast and how far it got (`GET /v1/broadcasts/{id}`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct View {
+    pub id: i64,
+    pub program: String,
+    pub kind: String,
+    /// `active`, `paused` or `cancelled`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub text: serde_json::Value,
+    pub shortcode: String,
+    pub sender: String,
+    pub send_at: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// The sending policy its decisions were taken under.
+    #[schema(value_type = Object)]
+    pub policy: serde_json::Value,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub recipients: i64,
+    /// Recipients per outbox status (`planned`, `sending`, `sent`,
+    /// `delivered`, `skipped`…).
+    pub by_status: BTreeMap<String, i64>,
+    /// Planned recipients waiting, by what they wait for (`window`,
+    /// `gap`, `not_before`, `rate`; `now` when due).
+    pub waiting: BTreeMap<String, i64>,
+    /// Skipped recipients by reason.
+    pub skipped: BTreeMap<String, i64>,
+    /// Recipients who opted out of the program within 48 h after their
+    /// message was sent: the business's signal of a message not valued.
+    pub opt_outs_within_48h: i64,
+    pub first_sent_at: Option<DateTime<Utc>>,
+    pub last_sent_at: Option<DateTime<Utc>>,
+    pub next_planned_at: Option<DateTime<Utc>>,
+}
+
+/// The broadcast `id` with its progress.
+pub async fn view(client: &impl GenericClient, id: i64) -> Result<View, BroadcastError> {
+    let b = q::one(client, id).await?.ok_or(BroadcastError::NotFound)?;
+    let progress = q::progress(client, id).await?;
+    Ok(view_of(b, progress))
+}
+
+pub fn view_of(b: q::Row, progress: q::Progress) -> View {
+    let mut v = View {
+        id: b.id,
+        program: b.program,
+        kind: b.kind,
+        status: b.status,
+        text: b.texts,
+        shortcode: b.shortcode,
+        sender: b.sender,
+        send_at: b.send_at,
+        valid_until: b.valid_until,
+        policy: b.policy,
+        created_by: b.created_by,
+        created_at: b.created_at,
+        recipients: i64::from(b.recipients),
+        by_status: BTreeMap::new(),
+        waiting: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+        opt_outs_within_48h: progress.opt_outs_within_48h,
+        first_sent_at: progress.first_sent_at,
+        last_sent_at: progress.last_sent_at,
+        next_planned_at: progress.next_planned_at,
+    };
+    for (status, reason, n) in progress.by_status {
+        match status.as_str() {
+            "skipped" => *v.skipped.entry(reason.unwrap_or_default()).or_default() += n,
+            "planned" => {
+                *v.waiting
+                    .entry(reason.unwrap_or_else(|| "now".into()))
+                    .or_default() += n
+            }
+            _ => {}
+        }
+        *v.by_status.entry(status).or_default() += n;
+    }
+    v
+}

@@ -552,10 +552,21 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// What one claim did.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// Leased to send now.
+    pub send: Vec<Claimed>,
+    /// Rows the gate finished with or moved to a later moment (not
+    /// counting those that only wait for the sender's budget): while there
+    /// are such rows, claiming again makes progress.
+    pub decided: usize,
+}
+
 /// Claims up to `limit` due broadcast rows, asks the gate again for each
 /// with the facts of now, and leases to `owner` those it lets go (within
 /// each sender's shared budget); the rest wait or are skipped. One
-/// transaction; returns the rows to send.
+/// transaction.
 pub async fn claim(
     pool: &Pool,
     owner: &str,
@@ -563,13 +574,13 @@ pub async fn claim(
     lease: std::time::Duration,
     rates: &BTreeMap<String, f64>,
     now: DateTime<Utc>,
-) -> Result<Vec<Claimed>, DbError> {
+) -> Result<Claim, DbError> {
     let mut client = pool.get().await.map_err(crate::db::pool_error)?;
     let tx = client.transaction().await?;
     let due = q::take_due(&tx, limit, now).await?;
     if due.is_empty() {
         tx.commit().await?;
-        return Ok(vec![]);
+        return Ok(Claim::default());
     }
     let mut numbers: Vec<&str> = due.iter().map(|d| d.msisdn.as_str()).collect();
     numbers.sort_unstable();
@@ -708,7 +719,14 @@ pub async fn claim(
     }
     q::decide(&tx, owner, lease, now, &decisions).await?;
     tx.commit().await?;
-    Ok(claimed)
+    let waiting_for_budget = decisions
+        .iter()
+        .filter(|(_, g)| matches!(g, Gated::Defer { reason: "rate", .. }))
+        .count();
+    Ok(Claim {
+        decided: decisions.len() - waiting_for_budget,
+        send: claimed,
+    })
 }
 
 impl From<BroadcastError> for crate::error::ApiError {

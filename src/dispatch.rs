@@ -147,7 +147,8 @@ impl Dispatcher {
         }
     }
 
-    /// Claims one batch and sends it; returns how many replies it handled.
+    /// Claims one batch and sends it; returns how many replies and
+    /// broadcast messages it handled (sent, or decided by the gate).
     pub async fn run_once(self: &Arc<Self>) -> Result<usize, DbError> {
         let client = self.pool.get().await.map_err(crate::db::pool_error)?;
         let lease = Duration::from_secs(self.settings.lease_secs);
@@ -161,18 +162,19 @@ impl Dispatcher {
         drop(client);
         // Replies first: a broadcast takes what room the batch has left.
         let room = i64::from(self.settings.batch_size) - batch.len() as i64;
+        let mut gated = 0;
         if room > 0 {
-            batch.extend(
-                crate::broadcast::claim(
-                    &self.pool,
-                    &self.owner,
-                    room,
-                    lease,
-                    &self.settings.max_per_second,
-                    self.clock.now(),
-                )
-                .await?,
-            );
+            let claim = crate::broadcast::claim(
+                &self.pool,
+                &self.owner,
+                room,
+                lease,
+                &self.settings.max_per_second,
+                self.clock.now(),
+            )
+            .await?;
+            gated = claim.decided - claim.send.len();
+            batch.extend(claim.send);
         }
         let n = batch.len();
         let mut sends = tokio::task::JoinSet::new();
@@ -201,7 +203,7 @@ impl Dispatcher {
         if settled > 0 {
             tracing::debug!(settled, "early delivery receipts applied");
         }
-        Ok(n)
+        Ok(n + gated)
     }
 
     /// Records a batch's results: one statement in the common case. When

@@ -55,7 +55,7 @@ pub async fn find_by_key(
     let stmt = client
         .prepare_cached(
             "SELECT id, request_sha256 FROM broadcasts
-              WHERE created_by = $1 AND idempotency_key = $2",
+              WHERE created_by = $1::text AND idempotency_key = $2::text",
         )
         .await?;
     client
@@ -77,7 +77,7 @@ pub async fn insert(client: &impl GenericClient, b: &NewBroadcast<'_>) -> Result
         .prepare_cached(
             "INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
                                      policy, created_by, idempotency_key, request_sha256, recipients)
-             VALUES ($1, $2::text::reply_kind, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             VALUES ($1::text, $2::text::reply_kind, $3, $4::text, $5::text, $6, $7, $8, $9::text, $10::text, $11, $12)
              ON CONFLICT ON CONSTRAINT broadcasts_idempotency_key DO NOTHING
              RETURNING id",
         )
@@ -134,7 +134,7 @@ pub struct Candidate {
 const CANDIDATE_COLUMNS: &str = "
     s.msisdn, sub.state = 'subscribed', m.language, s.timezone,
     COALESCE((SELECT array_agg(o.gated_at) FROM outbox o
-               WHERE o.msisdn = s.msisdn AND o.program = $1 AND o.kind = 'marketing'
+               WHERE o.msisdn = s.msisdn AND o.program = $1::text AND o.kind = 'marketing'
                  AND o.status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')
                  AND o.gated_at > $2), '{}')";
 
@@ -153,7 +153,7 @@ pub async fn subscribed_page(
            JOIN subscribers s ON s.msisdn = sub.msisdn
            JOIN subscription_events e ON e.id = sub.event_id
            LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-          WHERE sub.program = $1 AND sub.state = 'subscribed' AND sub.msisdn > $3
+          WHERE sub.program = $1::text AND sub.state = 'subscribed' AND sub.msisdn > $3::text
           ORDER BY sub.msisdn
           LIMIT $4"
     );
@@ -175,10 +175,10 @@ pub async fn named(
     let sql = format!(
         "SELECT {CANDIDATE_COLUMNS}
            FROM subscribers s
-           LEFT JOIN subscriptions sub ON sub.msisdn = s.msisdn AND sub.program = $1
+           LEFT JOIN subscriptions sub ON sub.msisdn = s.msisdn AND sub.program = $1::text
            LEFT JOIN subscription_events e ON e.id = sub.event_id
            LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-          WHERE s.msisdn = ANY($3)"
+          WHERE s.msisdn = ANY($3::text[])"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&program, &since, &numbers]).await?;
@@ -302,7 +302,7 @@ pub async fn take_due(
 pub async fn lock_numbers(client: &impl GenericClient, numbers: &[&str]) -> Result<(), DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT 1 FROM subscribers WHERE msisdn = ANY($1) ORDER BY msisdn FOR UPDATE",
+            "SELECT 1 FROM subscribers WHERE msisdn = ANY($1::text[]) ORDER BY msisdn FOR UPDATE",
         )
         .await?;
     client.query(&stmt, &[&numbers]).await?;
@@ -369,7 +369,7 @@ pub async fn take_budget(
     let refill = client
         .prepare_cached(
             "INSERT INTO sender_budget AS b (sender, tokens, refilled_at)
-             VALUES ($1, $2, now())
+             VALUES ($1::text, $2, now())
              ON CONFLICT (sender) DO UPDATE
                 SET tokens = LEAST($2, b.tokens
                              + $2 * extract(epoch FROM now() - b.refilled_at)),
@@ -386,7 +386,7 @@ pub async fn take_budget(
     if granted > 0 {
         let spend = client
             .prepare_cached(
-                "UPDATE sender_budget SET tokens = tokens - $2 WHERE sender = $1",
+                "UPDATE sender_budget SET tokens = tokens - $2 WHERE sender = $1::text",
             )
             .await?;
         client.execute(&spend, &[&sender, &(granted as f64)]).await?;
@@ -600,7 +600,7 @@ pub async fn recipients(
             "SELECT msisdn, status::text, gate_reason, gated_at, next_attempt_at, sent_at,
                     delivered_at, last_error, text
                FROM outbox
-              WHERE broadcast_id = $1 AND msisdn > $3
+              WHERE broadcast_id = $1 AND msisdn > $3::text
                 AND ($2::text IS NULL OR status::text = $2)
               ORDER BY msisdn LIMIT $4",
         )
@@ -638,12 +638,12 @@ pub async fn set_status(
                  SELECT id, status FROM broadcasts WHERE id = $1 FOR UPDATE
              ), changed AS (
                  UPDATE broadcasts SET status = $2::text::broadcast_status, updated_at = now()
-                  WHERE id = $1 AND status <> 'cancelled' AND status::text <> $2
+                  WHERE id = $1 AND status <> 'cancelled' AND status::text <> $2::text
                  RETURNING id
              ), skipped AS (
                  UPDATE outbox SET status = 'skipped', gate_reason = 'cancelled',
                                    last_error = 'broadcast cancelled', updated_at = now()
-                  WHERE broadcast_id = $1 AND status = 'planned' AND $2 = 'cancelled'
+                  WHERE broadcast_id = $1 AND status = 'planned' AND $2::text = 'cancelled'
                     AND EXISTS (SELECT 1 FROM changed)
              )
              SELECT EXISTS (SELECT 1 FROM b), EXISTS (SELECT 1 FROM changed)",
@@ -662,7 +662,7 @@ pub async fn set_timezone(
     timezone: Option<&str>,
 ) -> Result<bool, DbError> {
     let stmt = client
-        .prepare_cached("UPDATE subscribers SET timezone = $2 WHERE msisdn = $1")
+        .prepare_cached("UPDATE subscribers SET timezone = $2::text WHERE msisdn = $1::text")
         .await?;
     Ok(client.execute(&stmt, &[&msisdn, &timezone]).await? > 0)
 }

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod broadcasts;
 mod console;
 mod dispatch;
 mod gateways;

@@ -1,0 +1,600 @@
+//! Broadcasts over HTTP against a real PostgreSQL, with the app's clock
+//! moved where a rule needs a moment (03:00 in Jakarta, past an expiry).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use keyward::config::Settings;
+use keyward::dispatch::Dispatcher;
+use keyward::metrics::Metrics;
+use serde_json::{json, Value};
+
+use crate::support::{fresh_database, spawn_app_on, TestApp};
+
+/// 10:00 in Jakarta (WIB, UTC+7), a Wednesday.
+fn mid_morning_wib() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 2, 3, 0, 0).unwrap()
+}
+
+/// 03:00 in Jakarta.
+fn night_wib() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap()
+}
+
+/// An Indonesian (Telkomsel) mobile: Asia/Jakarta by its prefix.
+fn number(i: usize) -> String {
+    format!("+62812{i:07}")
+}
+
+struct Rig {
+    app: TestApp,
+    settings: Settings,
+    marketing: String,
+}
+
+impl Rig {
+    async fn new(customise: impl FnOnce(&mut Settings)) -> Self {
+        let settings = crate::support::test_settings(|s| {
+            s.gateways.generic = Some(keyward::config::GenericSettings {
+                secret: Some(keyward::config::Secrets::One(keyward::config::Secret::new(
+                    crate::support::GENERIC_SECRET,
+                ))),
+                reply_url: None,
+                allow_unsigned: false,
+            });
+            s.programs[0].brand = "Toko Maju".into();
+            s.dispatch.batch_size = 500;
+            customise(s);
+        });
+        let app = spawn_app_on(fresh_database().await, settings.clone()).await;
+        app.clock.set(mid_morning_wib());
+        let marketing = app.token("campaigns", "marketing").await;
+        Self {
+            app,
+            settings,
+            marketing,
+        }
+    }
+
+    fn dispatcher(&self) -> Arc<Dispatcher> {
+        let pool = keyward::db::pool(self.app.db.clone(), 4).unwrap();
+        Arc::new(
+            Dispatcher::new(&self.settings, pool, Arc::new(Metrics::new()))
+                .expect("the senders build")
+                .with_clock(self.app.clock.clone()),
+        )
+    }
+
+    /// Runs one dispatcher until nothing is due.
+    async fn dispatch(&self) -> usize {
+        let d = self.dispatcher();
+        let mut total = 0;
+        loop {
+            let n = d.run_once().await.expect("dispatch");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// Subscribes `count` numbers from `first` on, as if each had sent
+    /// MAU 60 days ago (one statement per table, not per number).
+    async fn subscribe(&self, first: usize, count: usize, state: &str) {
+        let db = self.app.db().await;
+        let numbers: Vec<String> = (first..first + count).map(number).collect();
+        db.execute(
+            "INSERT INTO subscribers (msisdn) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            &[&numbers],
+        )
+        .await
+        .unwrap();
+        db.execute(
+            "WITH e AS (
+                 INSERT INTO subscription_events
+                        (msisdn, program, from_state, to_state, cause, actor, reason, effective_at)
+                 SELECT n, 'default', 'none', $2::text::subscription_state, 'system', 'test',
+                        'seeded', now() - interval '60 days'
+                   FROM unnest($1::text[]) AS n
+                 RETURNING id, msisdn, program, to_state, effective_at
+             )
+             INSERT INTO subscriptions (msisdn, program, state, since, event_id)
+             SELECT msisdn, program, to_state, effective_at, id FROM e",
+            &[&numbers, &state],
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Gives each number `sends` marketing messages of the program in the
+    /// last days (earlier broadcasts, one each), `days_apart` apart.
+    async fn sent_before(&self, first: usize, count: usize, sends: i32, days_apart: i32) {
+        let db = self.app.db().await;
+        let numbers: Vec<String> = (first..first + count).map(number).collect();
+        for k in 0..sends {
+            db.execute(
+                "WITH b AS (
+                     INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at,
+                                             valid_until, policy, created_by, idempotency_key,
+                                             request_sha256, recipients)
+                     VALUES ('default', 'marketing', '{}', '3344', 'log',
+                             now() - interval '40 days', now() + interval '1 day', '{}', 'seed',
+                             gen_random_uuid()::text, sha256('x'), 0)
+                     RETURNING id
+                 )
+                 INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id,
+                                     status, sent_at, gated_at)
+                 SELECT n, '3344', 'Toko Maju: earlier', 'log', 'marketing', 'default', b.id,
+                        'sent', $2::timestamptz, $2::timestamptz
+                   FROM b, unnest($1::text[]) AS n",
+                &[
+                    &numbers,
+                    &(self.app.clock.now() - Duration::days(i64::from(k * days_apart + 1))),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// Broadcast messages that reached the provider (or the log), not
+    /// counting those of the seeded broadcasts.
+    async fn sent(&self) -> i64 {
+        self.app
+            .count(
+                "SELECT count(*) FROM outbox o JOIN broadcasts b ON b.id = o.broadcast_id
+                  WHERE o.status = 'sent' AND b.created_by <> 'seed'",
+            )
+            .await
+    }
+
+    async fn create(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url("/v1/broadcasts"))
+            .bearer_auth(&self.marketing)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn created(&self, key: &str, body: &Value) -> Value {
+        let res = self.create(key, body).await;
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "{answer}");
+        answer
+    }
+
+    async fn show(&self, id: i64) -> Value {
+        let res = self
+            .app
+            .http
+            .get(self.app.url(&format!("/v1/broadcasts/{id}")))
+            .bearer_auth(&self.marketing)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    async fn control(&self, id: i64, what: &str) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url(&format!("/v1/broadcasts/{id}/{what}")))
+            .bearer_auth(&self.marketing)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Marketing messages that left for `n` (sent or further).
+    async fn marketing_sent_to(&self, n: &str) -> i64 {
+        self.app
+            .db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM outbox WHERE msisdn = $1 AND kind = 'marketing'
+                    AND status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')",
+                &[&n],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+fn promo(valid_until: DateTime<Utc>) -> Value {
+    json!({
+        "program": "default",
+        "kind": "marketing",
+        "text": {
+            "id": "Toko Maju: diskon 20% untuk semua sepatu sampai Minggu.",
+            "en": "Toko Maju: 20% off all shoes until Sunday."
+        },
+        "valid_until": valid_until,
+    })
+}
+
+#[tokio::test]
+async fn a_broadcast_to_10000_of_whom_1000_unsubscribed_and_500_at_their_cap_gives_exact_counts() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 9_000, "subscribed").await;
+    rig.subscribe(9_000, 1_000, "unsubscribed").await;
+    // Four messages in the last 30 days, a week apart: at the cap.
+    rig.sent_before(0, 500, 4, 7).await;
+    let mut body = promo(mid_morning_wib() + Duration::days(3));
+    body["recipients"] = (0..10_000).map(|i| json!({"number": number(i)})).collect();
+
+    let plan = rig.created("ten-thousand", &body).await;
+    assert_eq!(plan["recipients"], 10_000, "{plan}");
+    assert_eq!(plan["to_send"], 8_500, "{plan}");
+    assert_eq!(plan["deferred"], 0, "{plan}");
+    assert_eq!(
+        plan["skipped"],
+        json!({"not_subscribed": 1_000, "cap_reached": 500}),
+        "{plan}"
+    );
+    // One GSM-7 segment each, the stop sentence included.
+    assert_eq!(plan["segments"], 8_500, "{plan}");
+
+    rig.dispatch().await;
+    assert_eq!(rig.sent().await, 8_500);
+    let view = rig.show(plan["id"].as_i64().unwrap()).await;
+    assert_eq!(view["by_status"]["sent"], 8_500, "{view}");
+    assert_eq!(view["skipped"]["cap_reached"], 500, "{view}");
+    assert_eq!(view["skipped"]["not_subscribed"], 1_000, "{view}");
+    let text: String = rig
+        .app
+        .db()
+        .await
+        .query_one(
+            "SELECT text FROM outbox WHERE broadcast_id = $1 AND msisdn = $2",
+            &[&plan["id"].as_i64().unwrap(), &number(600)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        text,
+        "Toko Maju: diskon 20% untuk semua sepatu sampai Minggu.\nBalas UNSUBSCRIBE ke 3344 untuk berhenti."
+    );
+}
+
+#[tokio::test]
+async fn at_03_00_wib_nothing_goes_and_everything_waits_for_08_00() {
+    let rig = Rig::new(|_| {}).await;
+    rig.app.clock.set(night_wib());
+    rig.subscribe(0, 20, "subscribed").await;
+    let plan = rig
+        .created("night", &promo(night_wib() + Duration::days(2)))
+        .await;
+    assert_eq!((plan["to_send"].as_i64(), plan["deferred"].as_i64()), (Some(0), Some(20)), "{plan}");
+    let eight_wib = Utc.with_ymd_and_hms(2026, 12, 2, 1, 0, 0).unwrap();
+    assert_eq!(plan["first_send_at"], json!(eight_wib), "{plan}");
+
+    assert_eq!(rig.dispatch().await, 0, "nothing goes at night");
+    let view = rig.show(plan["id"].as_i64().unwrap()).await;
+    assert_eq!(view["waiting"], json!({"window": 20}), "{view}");
+
+    rig.app.clock.set(eight_wib + Duration::seconds(1));
+    assert_eq!(rig.dispatch().await, 20);
+}
+
+#[tokio::test]
+async fn a_recipient_who_sends_stop_mid_broadcast_gets_nothing_more_but_the_goodbye() {
+    let rig = Rig::new(|_| {}).await;
+    rig.app.clock.set(night_wib());
+    rig.subscribe(0, 3, "subscribed").await;
+    let plan = rig.created("stop", &promo(night_wib() + Duration::days(2))).await;
+    assert_eq!(plan["deferred"], 3);
+
+    rig.app.text(&number(1), "STOP").await;
+    rig.app.clock.set(mid_morning_wib());
+    // The goodbye and the two others' messages; the third is skipped.
+    assert_eq!(rig.dispatch().await, 4);
+    assert_eq!(rig.marketing_sent_to(&number(1)).await, 0);
+    assert_eq!(rig.marketing_sent_to(&number(0)).await, 1);
+    let rows: Vec<(String, String, Option<String>)> = rig
+        .app
+        .db()
+        .await
+        .query(
+            "SELECT kind::text, status::text, gate_reason FROM outbox WHERE msisdn = $1
+              ORDER BY created_at",
+            &[&number(1)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("marketing".into(), "skipped".into(), Some("not_subscribed".into())),
+            ("goodbye".into(), "sent".into(), None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_overlapping_broadcasts_and_two_dispatchers_never_exceed_a_cap() {
+    let rig = Rig::new(|s| {
+        s.programs[0].sending.max_messages = 1;
+        s.programs[0].sending.min_gap_hours = 0;
+        s.programs[0].frequency.clear();
+        // Small batches, so the two dispatchers interleave.
+        s.dispatch.batch_size = 7;
+    })
+    .await;
+    rig.subscribe(0, 300, "subscribed").await;
+    let until = mid_morning_wib() + Duration::days(1);
+    let first = rig.created("first", &promo(until)).await;
+    let mut other = promo(until);
+    other["text"]["id"] = json!("Toko Maju: gratis ongkos kirim hari ini.");
+    let second = rig.created("second", &other).await;
+    assert_eq!(first["to_send"], 300);
+    assert_eq!(second["to_send"], 300, "both plan: the cap is decided at send time");
+
+    let (a, b) = (rig.dispatcher(), rig.dispatcher());
+    let run = |d: Arc<Dispatcher>| async move {
+        let mut total = 0;
+        loop {
+            let n = d.run_once().await.expect("dispatch");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    };
+    let (handled_a, handled_b) = tokio::join!(run(a), run(b));
+    assert_eq!(handled_a + handled_b, 600, "every row decided once, by either dispatcher");
+    assert_eq!(rig.sent().await, 300, "one message per number");
+    let over: i64 = rig
+        .app
+        .count(
+            "SELECT count(*) FROM (SELECT msisdn FROM outbox WHERE kind = 'marketing'
+                AND status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')
+              GROUP BY msisdn HAVING count(*) > 1) x",
+        )
+        .await;
+    assert_eq!(over, 0, "nobody got two messages under a cap of one");
+    assert_eq!(
+        rig.app
+            .count("SELECT count(*) FROM outbox WHERE status = 'skipped' AND gate_reason = 'cap_reached'")
+            .await,
+        300
+    );
+}
+
+#[tokio::test]
+async fn pause_holds_resume_goes_on_and_cancel_ends_it() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 10, "subscribed").await;
+    let later = mid_morning_wib() + Duration::hours(2);
+    let mut body = promo(mid_morning_wib() + Duration::days(1));
+    body["send_at"] = json!(later);
+    let plan = rig.created("paused", &body).await;
+    let id = plan["id"].as_i64().unwrap();
+    assert_eq!(plan["deferred"], 10);
+
+    assert_eq!(rig.control(id, "pause").await.status(), 200);
+    rig.app.clock.set(later + Duration::seconds(1));
+    assert_eq!(rig.dispatch().await, 0, "paused: nothing goes");
+    let view: Value = rig.control(id, "resume").await.json().await.unwrap();
+    assert_eq!(view["status"], "active");
+    assert_eq!(rig.dispatch().await, 10);
+    assert_eq!(rig.dispatch().await, 0, "resume sends nobody twice");
+
+    // A notice: the marketing gap after the first would defer it anyway.
+    let mut notice = body.clone();
+    notice["kind"] = json!("notice");
+    let other = rig.created("cancelled", &notice).await;
+    let other_id = other["id"].as_i64().unwrap();
+    let view: Value = rig.control(other_id, "cancel").await.json().await.unwrap();
+    assert_eq!(view["skipped"], json!({"cancelled": 10}), "{view}");
+    assert_eq!(rig.control(other_id, "resume").await.status(), 409);
+    assert_eq!(rig.dispatch().await, 0);
+    assert_eq!(rig.control(9_999, "pause").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_message_past_its_valid_until_is_skipped_as_expired() {
+    let rig = Rig::new(|_| {}).await;
+    rig.app.clock.set(night_wib());
+    rig.subscribe(0, 5, "subscribed").await;
+    // Valid until 07:00 WIB: the window opens too late.
+    let seven_wib = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
+    let plan = rig.created("too-late", &promo(seven_wib)).await;
+    assert_eq!(plan["skipped"], json!({"expired": 5}), "{plan}");
+
+    // Valid until 09:00 WIB, but the dispatcher is down until 09:30.
+    let nine_wib = Utc.with_ymd_and_hms(2026, 12, 2, 2, 0, 0).unwrap();
+    let plan = rig.created("late-dispatcher", &promo(nine_wib)).await;
+    assert_eq!(plan["deferred"], 5);
+    rig.app.clock.set(nine_wib + Duration::minutes(30));
+    assert_eq!(rig.dispatch().await, 5, "five decided");
+    assert_eq!(rig.sent().await, 0);
+    let view = rig.show(plan["id"].as_i64().unwrap()).await;
+    assert_eq!(view["skipped"], json!({"expired": 5}), "{view}");
+}
+
+#[tokio::test]
+async fn unprofessional_texts_are_refused_with_their_codes_or_warned_about() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 2, "subscribed").await;
+    let mut body = promo(mid_morning_wib() + Duration::days(1));
+    body["text"] = json!({"id": "Toko Maju: p4g1 ini diskon, g ada yg lebih murah!!! bit.ly/x1"});
+    let res = rig.create("lint", &body).await;
+    assert_eq!(res.status(), 422);
+    let err: Value = res.json().await.unwrap();
+    let codes: Vec<&str> = err["error"]["details"]["lint"]["id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    for code in ["abbreviation", "digit_spelling", "exclamations", "link_shortener"] {
+        assert!(codes.contains(&code), "{code} in {err}");
+    }
+    assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
+
+    let mut template = promo(mid_morning_wib() + Duration::days(1));
+    template["text"] = json!({"id": "Toko Maju: {nama} hemat"});
+    let res = rig.create("template", &template).await;
+    assert_eq!(res.status(), 422);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(err["error"]["details"]["problems"][0]["code"], "unknown_variable");
+
+    let mut no_brand = promo(mid_morning_wib() + Duration::days(1));
+    no_brand["text"] = json!({"en": "Big sale on shoes this week."});
+    let err: Value = rig.create("brand", &no_brand).await.json().await.unwrap();
+    assert_eq!(err["error"]["details"]["lint"]["en"][0]["code"], "no_brand", "{err}");
+}
+
+#[tokio::test]
+async fn a_program_that_only_warns_sends_with_the_findings_in_the_answer() {
+    let rig = Rig::new(|s| s.programs[0].lint = keyward::config::LintMode::Warn).await;
+    rig.subscribe(0, 2, "subscribed").await;
+    let mut body = promo(mid_morning_wib() + Duration::days(1));
+    body["text"] = json!({"id": "Toko Maju: diskon utk semua!!"});
+    let plan = rig.created("warned", &body).await;
+    assert_eq!(plan["to_send"], 2);
+    assert_eq!(plan["lint"]["id"][0]["code"], "abbreviation", "{plan}");
+}
+
+#[tokio::test]
+async fn a_retried_create_is_the_same_broadcast_and_a_reused_key_is_refused() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 4, "subscribed").await;
+    let body = promo(mid_morning_wib() + Duration::days(1));
+    let first = rig.created("same-key", &body).await;
+    let res = rig.create("same-key", &body).await;
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["recipients"], 4);
+    assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 1);
+    assert_eq!(
+        rig.app.count("SELECT count(*) FROM outbox WHERE broadcast_id IS NOT NULL").await,
+        4
+    );
+
+    let mut different = body.clone();
+    different["text"]["en"] = json!("Toko Maju: 30% off.");
+    assert_eq!(rig.create("same-key", &different).await.status(), 409);
+    let res = rig
+        .app
+        .http
+        .post(rig.app.url("/v1/broadcasts"))
+        .bearer_auth(&rig.marketing)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "a create needs an Idempotency-Key");
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_and_stores_nothing() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 6, "subscribed").await;
+    let mut body = promo(mid_morning_wib() + Duration::days(1));
+    body["dry_run"] = json!(true);
+    let res = rig.create("dry", &body).await;
+    assert_eq!(res.status(), 200);
+    let plan: Value = res.json().await.unwrap();
+    assert_eq!((plan["to_send"].as_i64(), plan["id"].as_i64()), (Some(6), None));
+    assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
+    assert_eq!(rig.app.count("SELECT count(*) FROM outbox").await, 0);
+}
+
+#[tokio::test]
+async fn marketing_controls_broadcasts_support_reads_them_and_neither_does_the_other_s_work() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 1, "subscribed").await;
+    let support = rig.app.token("helpdesk", "support").await;
+    let body = promo(mid_morning_wib() + Duration::days(1));
+    let res = rig
+        .app
+        .http
+        .post(rig.app.url("/v1/broadcasts"))
+        .bearer_auth(&support)
+        .header("idempotency-key", "k")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "support cannot create");
+    let plan = rig.created("k", &body).await;
+    let id = plan["id"].as_i64().unwrap();
+    let read = |token: &str, path: String| {
+        rig.app
+            .http
+            .get(rig.app.url(&path))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(read(&support, format!("/v1/broadcasts/{id}")).await.unwrap().status(), 200);
+    assert_eq!(
+        read(&support, format!("/v1/broadcasts/{id}/recipients?status=planned"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        read(&rig.marketing, format!("/v1/subscribers/{}", number(0)))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "marketing reads no subscriber"
+    );
+    let res = rig
+        .app
+        .http
+        .post(rig.app.url(&format!("/v1/broadcasts/{id}/pause")))
+        .bearer_auth(&support)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "support cannot pause");
+}
+
+#[tokio::test]
+async fn a_recorded_time_zone_decides_alone() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 2, "subscribed").await;
+    let support = rig.app.token("helpdesk", "support").await;
+    // 10:00 in Jakarta is 05:00 in Moscow.
+    let res = rig
+        .app
+        .http
+        .put(rig.app.url(&format!("/v1/subscribers/{}/timezone", number(1))))
+        .bearer_auth(&support)
+        .json(&json!({"timezone": "Europe/Moscow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = rig
+        .app
+        .http
+        .put(rig.app.url(&format!("/v1/subscribers/{}/timezone", number(1))))
+        .bearer_auth(&support)
+        .json(&json!({"timezone": "Mars/Olympus"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let plan = rig
+        .created("zones", &promo(mid_morning_wib() + Duration::days(1)))
+        .await;
+    assert_eq!((plan["to_send"].as_i64(), plan["deferred"].as_i64()), (Some(1), Some(1)), "{plan}");
+}

@@ -243,9 +243,14 @@ impl Broadcasts {
             None => {
                 let mut after = String::from("+");
                 loop {
-                    let page =
-                        q::subscribed_page(&tx, &request.program, planner.since, &after, PAGE as i64)
-                            .await?;
+                    let page = q::subscribed_page(
+                        &tx,
+                        &request.program,
+                        planner.since,
+                        &after,
+                        PAGE as i64,
+                    )
+                    .await?;
                     let Some(last) = page.last() else { break };
                     after = last.msisdn.clone();
                     let rows = planner.decide_page(&page, |_| None, &mut plan)?;
@@ -283,8 +288,11 @@ impl Broadcasts {
                         .iter()
                         .map(|(m, i)| (m.as_str(), &named[*i].vars))
                         .collect();
-                    let rows =
-                        planner.decide_page(&page, |number| vars.get(number).copied(), &mut plan)?;
+                    let rows = planner.decide_page(
+                        &page,
+                        |number| vars.get(number).copied(),
+                        &mut plan,
+                    )?;
                     if let Some(id) = id {
                         q::plan(&tx, id, now, &rows).await?;
                     }
@@ -295,7 +303,9 @@ impl Broadcasts {
             q::set_recipients(&tx, id, plan.recipients).await?;
         }
         tx.commit().await.map_err(DbError::from)?;
-        if let (Some(first), Some(rate)) = (plan.first_send_at, self.rates.get(&checked.program.sender)) {
+        if let (Some(first), Some(rate)) =
+            (plan.first_send_at, self.rates.get(&checked.program.sender))
+        {
             let spread = Duration::milliseconds((plan.to_send as f64 / rate * 1000.0) as i64);
             plan.last_send_at = Some(plan.last_send_at.unwrap_or(first).max(first + spread));
         }
@@ -332,7 +342,11 @@ impl Broadcasts {
     }
 
     /// Everything about a request that does not need the database.
-    fn check<'a>(&'a self, r: &NewBroadcast, now: DateTime<Utc>) -> Result<Checked<'a>, BroadcastError> {
+    fn check<'a>(
+        &'a self,
+        r: &NewBroadcast,
+        now: DateTime<Utc>,
+    ) -> Result<Checked<'a>, BroadcastError> {
         let invalid = |m: String| Err(BroadcastError::Invalid(m));
         let Some(program) = self.programs.get(&r.program) else {
             return invalid(format!(
@@ -589,10 +603,10 @@ pub async fn claim(
 
     let mut policies: HashMap<i64, PolicyInForce> = HashMap::new();
     for d in &due {
-        if !policies.contains_key(&d.broadcast) {
+        if let std::collections::hash_map::Entry::Vacant(e) = policies.entry(d.broadcast) {
             let policy = serde_json::from_value(d.policy.clone())
                 .map_err(|e| DbError::Decode(format!("broadcast {} policy: {e}", d.broadcast)))?;
-            policies.insert(d.broadcast, policy);
+            e.insert(policy);
         }
     }
     let look_back = policies
@@ -623,7 +637,11 @@ pub async fn claim(
             .map_err(|e| DbError::Decode(format!("outbox kind: {e}")))?;
         let f = facts.get_mut(&(d.msisdn.clone(), d.program.clone()));
         let (subscribed, own_zone, sent) = match &f {
-            Some(f) => (f.subscribed, f.timezone.clone(), f.marketing_sent.as_slice()),
+            Some(f) => (
+                f.subscribed,
+                f.timezone.clone(),
+                f.marketing_sent.as_slice(),
+            ),
             None => (false, None, &[][..]),
         };
         let own: Option<Tz> = own_zone.as_deref().and_then(|t| t.parse().ok());

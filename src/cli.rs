@@ -253,7 +253,8 @@ async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()>
     let handle = app.handle();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = settings.dispatch.workers;
-    let dispatcher = Arc::new(Dispatcher::new(&settings, pool, app.metrics())?.with_clock(app.clock()));
+    let dispatcher =
+        Arc::new(Dispatcher::new(&settings, pool, app.metrics())?.with_clock(app.clock()));
     let dispatcher = tokio::spawn(dispatcher.run(workers, stopped));
     tracing::info!(%addr, "keyward is listening");
     let server = tokio::spawn(app.run_until_stopped());

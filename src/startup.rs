@@ -216,8 +216,14 @@ impl Application {
                             web::get().to(broadcasts::recipients),
                         )
                         .route("/broadcasts/{id}/pause", web::post().to(broadcasts::pause))
-                        .route("/broadcasts/{id}/resume", web::post().to(broadcasts::resume))
-                        .route("/broadcasts/{id}/cancel", web::post().to(broadcasts::cancel))
+                        .route(
+                            "/broadcasts/{id}/resume",
+                            web::post().to(broadcasts::resume),
+                        )
+                        .route(
+                            "/broadcasts/{id}/cancel",
+                            web::post().to(broadcasts::cancel),
+                        )
                         .route("/tokens", web::post().to(support::create_token))
                         .route("/tokens", web::get().to(support::list_tokens))
                         .route("/tokens/{name}", web::delete().to(support::revoke_token))

@@ -72,7 +72,10 @@ pub async fn find_by_key(
 
 /// Inserts the broadcast; `None` when one with this key exists already
 /// (a concurrent retry won: read it with [`find_by_key`]).
-pub async fn insert(client: &impl GenericClient, b: &NewBroadcast<'_>) -> Result<Option<i64>, DbError> {
+pub async fn insert(
+    client: &impl GenericClient,
+    b: &NewBroadcast<'_>,
+) -> Result<Option<i64>, DbError> {
     let stmt = client
         .prepare_cached(
             "INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
@@ -385,11 +388,11 @@ pub async fn take_budget(
     )?;
     if granted > 0 {
         let spend = client
-            .prepare_cached(
-                "UPDATE sender_budget SET tokens = tokens - $2 WHERE sender = $1::text",
-            )
+            .prepare_cached("UPDATE sender_budget SET tokens = tokens - $2 WHERE sender = $1::text")
             .await?;
-        client.execute(&spend, &[&sender, &(granted as f64)]).await?;
+        client
+            .execute(&spend, &[&sender, &(granted as f64)])
+            .await?;
     }
     Ok(granted.max(0))
 }
@@ -456,7 +459,15 @@ pub async fn decide(
     client
         .execute(
             &stmt,
-            &[&owner, &lease.as_secs_f64(), &ids, &statuses, &at, &reasons, &now],
+            &[
+                &owner,
+                &lease.as_secs_f64(),
+                &ids,
+                &statuses,
+                &at,
+                &reasons,
+                &now,
+            ],
         )
         .await?;
     Ok(())
@@ -480,7 +491,8 @@ pub struct Row {
     pub recipients: i32,
 }
 
-const ROW_COLUMNS: &str = "id, program, kind::text, status::text, texts, shortcode, sender, send_at,
+const ROW_COLUMNS: &str =
+    "id, program, kind::text, status::text, texts, shortcode, sender, send_at,
     valid_until, policy, created_by, created_at, recipients";
 
 fn row(r: &tokio_postgres::Row) -> Result<Row, DbError> {

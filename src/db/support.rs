@@ -246,8 +246,8 @@ const TIMELINE: &str = r#"
         UNION ALL
         (SELECT 'reply', o.created_at, 2, o.id::text,
                 NULL, o.id::text, NULL, NULL, o.text, NULL,
-                o.program, NULL, NULL, NULL, NULL, NULL, NULL,
-                NULL, o.kind::text, o.sender, o.attempts, o.status::text,
+                o.program, NULL, NULL, NULL, NULL, NULL, o.gate_reason,
+                o.broadcast_id, o.kind::text, o.sender, o.attempts, o.status::text,
                 o.sent_at, o.delivered_at, o.last_error
            FROM outbox o
           WHERE o.msisdn = $1
@@ -354,6 +354,8 @@ pub async fn subscriber(
                 sender: r.get(19),
                 attempts: r.get(20),
                 status: get(r, 21)?,
+                gate_reason: get(r, 16)?,
+                broadcast_id: get(r, 17)?,
                 last_error: r.get(24),
                 sent_at: r.get(22),
                 delivered_at: r.get(23),

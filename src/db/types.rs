@@ -14,9 +14,10 @@ use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
 use super::DbError;
+use crate::core::MessageKind;
 use crate::core::{Action, Language, Outcome, ReplyKind, State};
 use crate::gateways::Delivery;
-use crate::staff::view::{Cause, ReplyStatus};
+use crate::staff::view::{Cause, ReplyStatus, SentKind};
 use crate::staff::Role;
 
 /// A value stored as one of a fixed set of labels.
@@ -89,6 +90,14 @@ label!(Outcome, "text", Outcome::ALL);
 label!(Role, "api_role", Role::ALL);
 label!(Cause, "event_cause", Cause::ALL);
 label!(ReplyStatus, "outbox_status", ReplyStatus::ALL);
+label!(
+    SentKind,
+    "reply_kind",
+    ReplyKind::ALL
+        .map(SentKind::Reply)
+        .into_iter()
+        .chain(MessageKind::ALL.map(SentKind::Broadcast))
+);
 
 /// Column `idx` of `row` as a `T`, or [`DbError::Decode`] naming the column.
 pub fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, DbError> {

@@ -268,7 +268,11 @@ async fn set_status(
     responses((status = 200, body = View), (status = 404), (status = 409, description = "cancelled")),
     security(("bearer" = []))
 )]
-pub async fn pause(staff: Staff, id: web::Path<i64>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn pause(
+    staff: Staff,
+    id: web::Path<i64>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
     set_status(&staff, *id, "paused", &pool).await
 }
 
@@ -279,7 +283,11 @@ pub async fn pause(staff: Staff, id: web::Path<i64>, pool: web::Data<Pool>) -> R
     responses((status = 200, body = View), (status = 404), (status = 409, description = "cancelled")),
     security(("bearer" = []))
 )]
-pub async fn resume(staff: Staff, id: web::Path<i64>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn resume(
+    staff: Staff,
+    id: web::Path<i64>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
     set_status(&staff, *id, "active", &pool).await
 }
 
@@ -289,7 +297,11 @@ pub async fn resume(staff: Staff, id: web::Path<i64>, pool: web::Data<Pool>) -> 
     responses((status = 200, body = View), (status = 404)),
     security(("bearer" = []))
 )]
-pub async fn cancel(staff: Staff, id: web::Path<i64>, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    staff: Staff,
+    id: web::Path<i64>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
     set_status(&staff, *id, "cancelled", &pool).await
 }
 
@@ -347,6 +359,14 @@ pub async fn set_timezone(
 #[derive(OpenApi)]
 #[openapi(
     paths(create, list, show, recipients, pause, resume, cancel, set_timezone),
-    components(schemas(NewBroadcast, Plan, View, BroadcastPage, RecipientPage, RecipientView, TimezoneRequest))
+    components(schemas(
+        NewBroadcast,
+        Plan,
+        View,
+        BroadcastPage,
+        RecipientPage,
+        RecipientView,
+        TimezoneRequest
+    ))
 )]
 pub struct BroadcastDoc;

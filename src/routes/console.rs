@@ -422,10 +422,12 @@ fn timeline_row(item: &TimelineItem) -> Markup {
                         @if let Some(r) = reason { " " span.text { (r) } }
                     }
                 }
-                TimelineItem::Reply { kind, text, status, last_error, .. } => {
-                    td { "reply" }
+                TimelineItem::Reply { kind, text, status, last_error, gate_reason, broadcast_id, .. } => {
+                    td { @if broadcast_id.is_some() { "broadcast" } @else { "reply" } }
                     td {
-                        (kind) ", " strong { (status) } ": " span.text { (text) }
+                        (kind) ", " strong { (status) }
+                        @if let Some(why) = gate_reason { " (gate: " (why) ")" }
+                        ": " span.text { (text) }
                         @if let Some(e) = last_error { " " span.muted { "error: " (e) } }
                     }
                 }

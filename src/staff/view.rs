@@ -39,10 +39,35 @@ impl std::fmt::Display for Cause {
     }
 }
 
+/// What an outbox message is: a reply, or a broadcast's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum SentKind {
+    Reply(ReplyKind),
+    Broadcast(crate::core::MessageKind),
+}
+
+impl SentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SentKind::Reply(k) => k.as_str(),
+            SentKind::Broadcast(k) => k.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for SentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a reply is on its way to the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplyStatus {
+    /// A broadcast message waiting for its moment (the send gate).
+    Planned,
     Queued,
     Sending,
     Sent,
@@ -53,10 +78,13 @@ pub enum ReplyStatus {
     Cancelled,
     /// Possibly sent: the provider's answer never came.
     Unknown,
+    /// A broadcast message the send gate refused (`gate_reason`).
+    Skipped,
 }
 
 impl ReplyStatus {
-    pub const ALL: [ReplyStatus; 9] = [
+    pub const ALL: [ReplyStatus; 11] = [
+        ReplyStatus::Planned,
         ReplyStatus::Queued,
         ReplyStatus::Sending,
         ReplyStatus::Sent,
@@ -66,10 +94,12 @@ impl ReplyStatus {
         ReplyStatus::Dead,
         ReplyStatus::Cancelled,
         ReplyStatus::Unknown,
+        ReplyStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ReplyStatus::Planned => "planned",
             ReplyStatus::Queued => "queued",
             ReplyStatus::Sending => "sending",
             ReplyStatus::Sent => "sent",
@@ -79,6 +109,7 @@ impl ReplyStatus {
             ReplyStatus::Dead => "dead",
             ReplyStatus::Cancelled => "cancelled",
             ReplyStatus::Unknown => "unknown",
+            ReplyStatus::Skipped => "skipped",
         }
     }
 }
@@ -174,14 +205,20 @@ pub enum TimelineItem {
     Reply {
         id: String,
         at: DateTime<Utc>,
+        /// A reply's kind (`welcome`, `goodbye`…) or a broadcast's
+        /// (`marketing`, `notice`).
         #[schema(value_type = String)]
-        kind: ReplyKind,
+        kind: SentKind,
         program: Option<String>,
         text: String,
         sender: String,
         /// `queued`, `sending`, `sent`, `delivered`, `undelivered`,
         /// `failed`, `dead`, `cancelled` or `unknown` (possibly sent).
         status: ReplyStatus,
+        /// For a broadcast message: why the send gate deferred or skipped
+        /// it (`window`, `cap_reached`…), null once it let it go.
+        gate_reason: Option<String>,
+        broadcast_id: Option<i64>,
         attempts: i32,
         last_error: Option<String>,
         sent_at: Option<DateTime<Utc>>,
@@ -385,9 +422,14 @@ pub fn render_subscriber(s: &Subscriber, colour: bool) -> String {
                 text,
                 status,
                 last_error,
+                gate_reason,
                 ..
             } => {
-                let mut d = format!("{kind}, {status}: {}", quoted(text));
+                let gate = gate_reason
+                    .as_deref()
+                    .map(|g| format!(" (gate: {})", one_line(g)))
+                    .unwrap_or_default();
+                let mut d = format!("{kind}, {status}{gate}: {}", quoted(text));
                 if let Some(e) = last_error {
                     let _ = write!(d, " [{}]", one_line(e));
                 }

@@ -272,7 +272,11 @@ async fn at_03_00_wib_nothing_goes_and_everything_waits_for_08_00() {
     let plan = rig
         .created("night", &promo(night_wib() + Duration::days(2)))
         .await;
-    assert_eq!((plan["to_send"].as_i64(), plan["deferred"].as_i64()), (Some(0), Some(20)), "{plan}");
+    assert_eq!(
+        (plan["to_send"].as_i64(), plan["deferred"].as_i64()),
+        (Some(0), Some(20)),
+        "{plan}"
+    );
     let eight_wib = Utc.with_ymd_and_hms(2026, 12, 2, 1, 0, 0).unwrap();
     assert_eq!(plan["first_send_at"], json!(eight_wib), "{plan}");
 
@@ -289,7 +293,9 @@ async fn a_recipient_who_sends_stop_mid_broadcast_gets_nothing_more_but_the_good
     let rig = Rig::new(|_| {}).await;
     rig.app.clock.set(night_wib());
     rig.subscribe(0, 3, "subscribed").await;
-    let plan = rig.created("stop", &promo(night_wib() + Duration::days(2))).await;
+    let plan = rig
+        .created("stop", &promo(night_wib() + Duration::days(2)))
+        .await;
     assert_eq!(plan["deferred"], 3);
 
     rig.app.text(&number(1), "STOP").await;
@@ -315,10 +321,37 @@ async fn a_recipient_who_sends_stop_mid_broadcast_gets_nothing_more_but_the_good
     assert_eq!(
         rows,
         [
-            ("marketing".into(), "skipped".into(), Some("not_subscribed".into())),
+            (
+                "marketing".into(),
+                "skipped".into(),
+                Some("not_subscribed".into())
+            ),
             ("goodbye".into(), "sent".into(), None),
         ]
     );
+
+    // The decision is evidence in the number's timeline.
+    let support = rig.app.token("helpdesk", "support").await;
+    let found: Value = rig
+        .app
+        .http
+        .get(rig.app.url(&format!("/v1/subscribers/{}", number(1))))
+        .bearer_auth(&support)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let broadcast = found["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "marketing")
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(broadcast["status"], "skipped");
+    assert_eq!(broadcast["gate_reason"], "not_subscribed");
+    assert_eq!(broadcast["broadcast_id"], plan["id"]);
 }
 
 #[tokio::test]
@@ -338,7 +371,10 @@ async fn two_overlapping_broadcasts_and_two_dispatchers_never_exceed_a_cap() {
     other["text"]["id"] = json!("Toko Maju: gratis ongkos kirim hari ini.");
     let second = rig.created("second", &other).await;
     assert_eq!(first["to_send"], 300);
-    assert_eq!(second["to_send"], 300, "both plan: the cap is decided at send time");
+    assert_eq!(
+        second["to_send"], 300,
+        "both plan: the cap is decided at send time"
+    );
 
     let (a, b) = (rig.dispatcher(), rig.dispatcher());
     let run = |d: Arc<Dispatcher>| async move {
@@ -352,7 +388,11 @@ async fn two_overlapping_broadcasts_and_two_dispatchers_never_exceed_a_cap() {
         }
     };
     let (handled_a, handled_b) = tokio::join!(run(a), run(b));
-    assert_eq!(handled_a + handled_b, 600, "every row decided once, by either dispatcher");
+    assert_eq!(
+        handled_a + handled_b,
+        600,
+        "every row decided once, by either dispatcher"
+    );
     assert_eq!(rig.sent().await, 300, "one message per number");
     let over: i64 = rig
         .app
@@ -438,7 +478,12 @@ async fn unprofessional_texts_are_refused_with_their_codes_or_warned_about() {
         .iter()
         .map(|f| f["code"].as_str().unwrap())
         .collect();
-    for code in ["abbreviation", "digit_spelling", "exclamations", "link_shortener"] {
+    for code in [
+        "abbreviation",
+        "digit_spelling",
+        "exclamations",
+        "link_shortener",
+    ] {
         assert!(codes.contains(&code), "{code} in {err}");
     }
     assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
@@ -448,12 +493,18 @@ async fn unprofessional_texts_are_refused_with_their_codes_or_warned_about() {
     let res = rig.create("template", &template).await;
     assert_eq!(res.status(), 422);
     let err: Value = res.json().await.unwrap();
-    assert_eq!(err["error"]["details"]["problems"][0]["code"], "unknown_variable");
+    assert_eq!(
+        err["error"]["details"]["problems"][0]["code"],
+        "unknown_variable"
+    );
 
     let mut no_brand = promo(mid_morning_wib() + Duration::days(1));
     no_brand["text"] = json!({"en": "Big sale on shoes this week."});
     let err: Value = rig.create("brand", &no_brand).await.json().await.unwrap();
-    assert_eq!(err["error"]["details"]["lint"]["en"][0]["code"], "no_brand", "{err}");
+    assert_eq!(
+        err["error"]["details"]["lint"]["en"][0]["code"], "no_brand",
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -481,7 +532,9 @@ async fn a_retried_create_is_the_same_broadcast_and_a_reused_key_is_refused() {
     assert_eq!(again["recipients"], 4);
     assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 1);
     assert_eq!(
-        rig.app.count("SELECT count(*) FROM outbox WHERE broadcast_id IS NOT NULL").await,
+        rig.app
+            .count("SELECT count(*) FROM outbox WHERE broadcast_id IS NOT NULL")
+            .await,
         4
     );
 
@@ -509,7 +562,10 @@ async fn a_dry_run_counts_and_stores_nothing() {
     let res = rig.create("dry", &body).await;
     assert_eq!(res.status(), 200);
     let plan: Value = res.json().await.unwrap();
-    assert_eq!((plan["to_send"].as_i64(), plan["id"].as_i64()), (Some(6), None));
+    assert_eq!(
+        (plan["to_send"].as_i64(), plan["id"].as_i64()),
+        (Some(6), None)
+    );
     assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
     assert_eq!(rig.app.count("SELECT count(*) FROM outbox").await, 0);
 }
@@ -540,12 +596,21 @@ async fn marketing_controls_broadcasts_support_reads_them_and_neither_does_the_o
             .bearer_auth(token.to_owned())
             .send()
     };
-    assert_eq!(read(&support, format!("/v1/broadcasts/{id}")).await.unwrap().status(), 200);
     assert_eq!(
-        read(&support, format!("/v1/broadcasts/{id}/recipients?status=planned"))
+        read(&support, format!("/v1/broadcasts/{id}"))
             .await
             .unwrap()
             .status(),
+        200
+    );
+    assert_eq!(
+        read(
+            &support,
+            format!("/v1/broadcasts/{id}/recipients?status=planned")
+        )
+        .await
+        .unwrap()
+        .status(),
         200
     );
     assert_eq!(
@@ -576,7 +641,10 @@ async fn a_recorded_time_zone_decides_alone() {
     let res = rig
         .app
         .http
-        .put(rig.app.url(&format!("/v1/subscribers/{}/timezone", number(1))))
+        .put(
+            rig.app
+                .url(&format!("/v1/subscribers/{}/timezone", number(1))),
+        )
         .bearer_auth(&support)
         .json(&json!({"timezone": "Europe/Moscow"}))
         .send()
@@ -586,7 +654,10 @@ async fn a_recorded_time_zone_decides_alone() {
     let res = rig
         .app
         .http
-        .put(rig.app.url(&format!("/v1/subscribers/{}/timezone", number(1))))
+        .put(
+            rig.app
+                .url(&format!("/v1/subscribers/{}/timezone", number(1))),
+        )
         .bearer_auth(&support)
         .json(&json!({"timezone": "Mars/Olympus"}))
         .send()
@@ -596,5 +667,9 @@ async fn a_recorded_time_zone_decides_alone() {
     let plan = rig
         .created("zones", &promo(mid_morning_wib() + Duration::days(1)))
         .await;
-    assert_eq!((plan["to_send"].as_i64(), plan["deferred"].as_i64()), (Some(1), Some(1)), "{plan}");
+    assert_eq!(
+        (plan["to_send"].as_i64(), plan["deferred"].as_i64()),
+        (Some(1), Some(1)),
+        "{plan}"
+    );
 }

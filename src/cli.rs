@@ -47,6 +47,42 @@ pub enum Command {
         #[command(subcommand)]
         action: SubscriberCommand,
     },
+    /// Broadcasts: create from a JSON file, follow, pause, resume, cancel.
+    Broadcast {
+        #[command(subcommand)]
+        action: BroadcastCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BroadcastCommand {
+    /// Plan and store a broadcast from a JSON file (`-`: standard input),
+    /// shaped as the body of `POST /v1/broadcasts`. Running it again with
+    /// the same file is the same broadcast (the key is the file's hash).
+    Create {
+        file: PathBuf,
+        /// Count and check only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Every broadcast, newest first.
+    List,
+    /// A broadcast's progress; on a terminal with --follow, a live
+    /// progress bar until nothing is left to send.
+    Show {
+        id: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+    Pause {
+        id: i64,
+    },
+    Resume {
+        id: i64,
+    },
+    Cancel {
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +135,7 @@ pub fn run(cli: Cli) -> i32 {
     }
     if matches!(
         cli.command,
-        Command::Token { .. } | Command::Subscriber { .. }
+        Command::Token { .. } | Command::Subscriber { .. } | Command::Broadcast { .. }
     ) {
         crate::telemetry::init_for_commands();
     } else {
@@ -122,6 +158,10 @@ pub fn run(cli: Cli) -> i32 {
             Command::Dispatch => dispatch(settings).await,
             Command::CheckConfig { .. } => Ok(()),
             Command::Token { action } => with_database(&settings, |pool| token(pool, action)).await,
+            Command::Broadcast { action } => {
+                let settings2 = settings.clone();
+                with_database(&settings, move |pool| broadcast(pool, settings2, action)).await
+            }
             Command::Subscriber {
                 action: SubscriberCommand::Show { number, limit },
             } => {
@@ -428,6 +468,145 @@ async fn subscriber_show(
         "{}",
         crate::staff::view::render_subscriber(&subscriber, colour)
     );
+    Ok(())
+}
+
+async fn broadcast(
+    pool: deadpool_postgres::Pool,
+    settings: Arc<Settings>,
+    action: BroadcastCommand,
+) -> anyhow::Result<()> {
+    use crate::db::broadcasts as q;
+    let client = pool.get().await.context("no database connection")?;
+    let print = |view: &crate::broadcast::View| {
+        println!("{}", serde_json::to_string_pretty(view).unwrap_or_default());
+    };
+    match action {
+        BroadcastCommand::Create { file, dry_run } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let mut request: crate::broadcast::NewBroadcast =
+                serde_json::from_str(&text).context("not a broadcast (see POST /v1/broadcasts)")?;
+            request.dry_run |= dry_run;
+            let key = format!(
+                "cli-{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
+            );
+            let programs = crate::programs::Programs::new(&settings);
+            let service = Arc::new(crate::broadcast::Broadcasts::new(&settings, &programs));
+            drop(client);
+            let plan = service
+                .create(&pool, "cli", &key, &request, chrono::Utc::now())
+                .await
+                .map_err(|e| match e {
+                    crate::broadcast::BroadcastError::Refused {
+                        message,
+                        problems,
+                        lint,
+                    } => anyhow::anyhow!(
+                        "{message}:\n{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"problems": problems, "lint": lint})
+                        )
+                        .unwrap_or_default()
+                    ),
+                    other => anyhow::Error::new(other),
+                })?;
+            if let Some(id) = plan.id {
+                let client = pool.get().await.context("no database connection")?;
+                audit_cli(&client, "broadcast create", serde_json::json!({"id": id})).await?;
+            }
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        }
+        BroadcastCommand::List => {
+            println!(
+                "{:>6} {:<16} {:<9} {:<9} {:>9} {:>9} {:>9}  CREATED",
+                "ID", "PROGRAM", "KIND", "STATUS", "RECIPIENTS", "SENT", "SKIPPED"
+            );
+            for row in q::list(&client, None, 200).await? {
+                let progress = q::progress(&client, row.id).await?;
+                let v = crate::broadcast::view_of(row, progress);
+                let sent: i64 = v
+                    .by_status
+                    .iter()
+                    .filter(|(s, _)| !matches!(s.as_str(), "planned" | "skipped" | "sending"))
+                    .map(|(_, n)| n)
+                    .sum();
+                println!(
+                    "{:>6} {:<16} {:<9} {:<9} {:>9} {:>9} {:>9}  {}",
+                    v.id,
+                    crate::telemetry::clip(&v.program, 16),
+                    v.kind,
+                    v.status,
+                    v.recipients,
+                    sent,
+                    v.skipped.values().sum::<i64>(),
+                    v.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+        }
+        BroadcastCommand::Show { id, follow } => {
+            use std::io::IsTerminal;
+            let view = crate::broadcast::view(&client, id).await?;
+            if !(follow && std::io::stderr().is_terminal()) {
+                print(&view);
+                return Ok(());
+            }
+            let bar = indicatif::ProgressBar::new(view.recipients.max(0) as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} decided · {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            loop {
+                let view = crate::broadcast::view(&client, id).await?;
+                let open = |s: &str| view.by_status.get(s).copied().unwrap_or(0);
+                let left = open("planned") + open("sending") + open("queued");
+                bar.set_position((view.recipients - left).max(0) as u64);
+                bar.set_message(format!(
+                    "{} sent, {} skipped, {} waiting ({})",
+                    open("sent") + open("delivered") + open("undelivered"),
+                    view.skipped.values().sum::<i64>(),
+                    left,
+                    view.status
+                ));
+                if left == 0 || view.status == "cancelled" {
+                    bar.finish();
+                    print(&view);
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::signal::ctrl_c() => { bar.abandon(); return Ok(()); }
+                }
+            }
+        }
+        BroadcastCommand::Pause { id }
+        | BroadcastCommand::Resume { id }
+        | BroadcastCommand::Cancel { id } => {
+            let (to, what) = match action {
+                BroadcastCommand::Pause { .. } => ("paused", "broadcast pause"),
+                BroadcastCommand::Resume { .. } => ("active", "broadcast resume"),
+                _ => ("cancelled", "broadcast cancel"),
+            };
+            match q::set_status(&client, id, to).await? {
+                None => anyhow::bail!("no broadcast {id}"),
+                Some(false) => {
+                    let view = crate::broadcast::view(&client, id).await?;
+                    if view.status != to {
+                        anyhow::bail!("broadcast {id} is {}; it cannot become {to}", view.status);
+                    }
+                }
+                Some(true) => {
+                    audit_cli(&client, what, serde_json::json!({"id": id})).await?;
+                }
+            }
+            print(&crate::broadcast::view(&client, id).await?);
+        }
+    }
     Ok(())
 }
 

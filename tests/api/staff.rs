@@ -1099,3 +1099,72 @@ async fn subscriber_show_prints_the_same_facts_as_a_table_and_exits_1_for_a_stra
     let out = keyward(&app, &["subscriber", "show", "not-a-number"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcast_commands_create_once_show_and_cancel() {
+    let app = spawn_app().await;
+    app.text(NUMBER, "MAU").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("closed.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({
+            "program": "default",
+            "kind": "notice",
+            "text": {"id": "keyward: kantor kami tutup pada 25 Desember."},
+            "send_at": "2030-01-02T03:00:00Z",
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = keyward(&app, &["broadcast", "create", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (plan["created"].as_bool(), plan["deferred"].as_i64()),
+        (Some(true), Some(1)),
+        "{plan}"
+    );
+    let again: serde_json::Value =
+        serde_json::from_slice(&keyward(&app, &["broadcast", "create", path]).stdout).unwrap();
+    assert_eq!(
+        (again["id"].clone(), again["created"].as_bool()),
+        (plan["id"].clone(), Some(false))
+    );
+
+    let id = plan["id"].as_i64().unwrap().to_string();
+    let out = keyward(&app, &["broadcast", "cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["skipped"], json!({"cancelled": 1}), "{view}");
+    let list = String::from_utf8(keyward(&app, &["broadcast", "list"]).stdout).unwrap();
+    assert!(list.contains("cancelled"), "{list}");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM audit_log WHERE actor = 'cli' AND endpoint LIKE 'broadcast %'"
+        )
+        .await,
+        3,
+        "each run is audited: create, its replay, cancel"
+    );
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"program": "default", "kind": "marketing", "text": {"id": "p4g1 ini g ada diskon!!!"}, "valid_until": "2030-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = keyward(&app, &["broadcast", "create", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("digit_spelling"), "{stderr}");
+}

@@ -89,8 +89,9 @@ pub enum BroadcastCommand {
 pub enum TokenCommand {
     /// Create a token and print it once; only its SHA-256 is stored.
     Create {
-        /// `support` (read, record staff opt-outs) or `admin` (also manage tokens).
-        #[arg(long, value_parser = ["support", "admin"])]
+        /// `support` (read, record staff opt-outs), `marketing` (broadcasts
+        /// only) or `admin` (everything, and manage tokens).
+        #[arg(long, value_parser = ["support", "marketing", "admin"])]
         role: String,
         /// Who holds it; recorded as the actor of their opt-outs and requests.
         #[arg(long)]
@@ -187,6 +188,9 @@ pub fn run(cli: Cli) -> i32 {
 /// segment count, so an operator sees what a subscriber will get (and pay).
 fn report_replies(settings: &Settings, out: &mut impl std::io::Write) -> std::io::Result<()> {
     use crate::core::{encoding, Encoding};
+    for (_, warning) in crate::startup::reply_style(settings) {
+        writeln!(out, "warning: {warning}")?;
+    }
     let programs = crate::programs::Programs::new(settings);
     for (program, lang, kind, text) in programs.sample_replies() {
         let (enc, segments) = encoding(&text);

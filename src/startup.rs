@@ -84,8 +84,36 @@ pub fn check(settings: &Settings) -> Vec<String> {
                 ));
             }
         }
+        problems.extend(reply_style(settings).into_iter().filter_map(|(refuse, line)| refuse.then_some(line)));
     }
     problems
+}
+
+/// The style lint's findings on every reply as it will be sent, one line
+/// each, with whether the program refuses them (`lint = "refuse"`) or
+/// only warns (`check-config` prints those).
+pub fn reply_style(settings: &Settings) -> Vec<(bool, String)> {
+    use crate::core::style::{check, StyleKind};
+    let mut out = Vec::new();
+    for (program, lang, kind, text) in Programs::new(settings).sample_replies() {
+        let refuse = settings
+            .programs
+            .iter()
+            .find(|p| p.name == program)
+            .is_none_or(|p| p.lint == crate::config::LintMode::Refuse);
+        for f in check(&text, Some(lang), "", StyleKind::Notice) {
+            out.push((
+                refuse,
+                format!(
+                    "programs `{program}`: the {lang} {kind} reply: {} ({}): {}",
+                    f.code,
+                    f.words.join(", "),
+                    f.message
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// A bound, not yet running, HTTP server.
@@ -351,6 +379,21 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle:?} not in:\n{err}");
         }
+    }
+
+    #[test]
+    fn a_reply_written_in_sms_slang_is_refused_unless_the_program_only_warns() {
+        let slang = "[programs.replies.id]\nhelp = \"p4g1 ini g bs bantu, balas {stop} ke {shortcode}\"";
+        let err = check_toml(&one_program("log", slang))
+            .expect_err("slang")
+            .to_string();
+        assert!(err.contains("id help reply: digit_spelling"), "{err}");
+        assert!(err.contains("abbreviation"), "{err}");
+        let warned = one_program("log", slang).replace("frequency =", "lint = \"warn\"\nfrequency =");
+        let settings = check_toml(&warned).expect("a warning only");
+        assert!(!reply_style(&settings).is_empty());
+        // The built-in replies pass.
+        assert!(reply_style(&check_toml(&one_program("log", "")).unwrap()).is_empty());
     }
 
     #[test]

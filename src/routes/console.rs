@@ -319,6 +319,13 @@ pub async fn login(
         }
         Err(other) => return Err(other),
     };
+    if !staff.role.covers(crate::staff::Role::Support) {
+        // The console shows numbers; a marketing token reads none.
+        return Ok(page(
+            actix_web::http::StatusCode::FORBIDDEN,
+            login_page(Some("The console is for support staff; this token is for broadcasts (use the API or `keyward broadcast`).")),
+        ));
+    }
     let client = client(&pool).await?;
     let session = new_token();
     let csrf = new_token();

@@ -415,7 +415,7 @@ pub async fn stats(staff: Staff, pool: web::Data<Pool>) -> Result<HttpResponse, 
 pub struct TokenRequest {
     #[schema(example = "ana")]
     pub name: String,
-    /// `support` or `admin`.
+    /// `support`, `marketing` or `admin`.
     #[schema(example = "support")]
     pub role: String,
 }

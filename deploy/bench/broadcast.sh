@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Broadcasts: planning a broadcast to many subscribers, and sending it with
+# every gate check on, against the plain reply dispatcher measured in the
+# same run on the same database.
+#
+#   deploy/bench/broadcast.sh      # BENCH_RECIPIENTS (1,000,000), BENCH_SECONDS (20),
+#                                  # BENCH_DISPATCH_WORKERS (4)
+#
+# 1. builds keyward (release) and starts it on its private PostgreSQL
+#    (fsync and synchronous_commit on), dispatch off;
+# 2. seeds BENCH_RECIPIENTS subscribed numbers of one program;
+# 3. plans a marketing broadcast to all of them with
+#    `keyward broadcast create` (templates, lint, the gate for every
+#    recipient, one outbox row each) and prints recipients per second;
+# 4. baseline: queues as many plain replies and lets `keyward dispatch`
+#    send them through the generic sender to a local sink
+#    (deploy/bench/sink.py) for BENCH_SECONDS: replies per second;
+# 5. the same dispatcher, the same time, on the broadcast's rows (each
+#    claimed under its number's lock and asked the gate again): messages
+#    per second, and the ratio to the baseline.
+# Loopback only, bounded in time; every process it starts is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BENCH=deploy/bench
+N=${BENCH_RECIPIENTS:-1000000}
+SECS=${BENCH_SECONDS:-20}
+WORKERS=${BENCH_DISPATCH_WORKERS:-4}
+
+for tool in python3 curl; do
+    command -v $tool >/dev/null || { echo "missing $tool: apt-get install python3 curl" >&2; exit 1; }
+done
+PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+
+WORK=$(mktemp -d /tmp/keyward-broadcast-XXXXXX)
+chmod 755 "$WORK"
+SERVE="" SINK="" DISPATCH=""
+cleanup() {
+    for pid in $DISPATCH $SINK; do kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+    [ -n "$SERVE" ] && kill -INT "$SERVE" 2>/dev/null && wait "$SERVE" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building keyward (release)…"
+cargo build --release --quiet --bin keyward
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+APP_PORT=$(port)
+SINK_PORT=$(port)
+URL="http://127.0.0.1:$APP_PORT"
+# The window is the whole day and the cap far away: every recipient is
+# sent now, so the run measures the gate's work, not its waiting.
+cat > "$WORK/keyward.toml" <<TOML
+listen = "127.0.0.1:$APP_PORT"
+data_dir = "$WORK/data"
+[[shortcodes]]
+code = "3344"
+program = "promo"
+reply_via = "generic"
+[[programs]]
+name = "promo"
+brand = "Toko Maju"
+timezone = "Asia/Jakarta"
+[programs.sending]
+window = "00:00-23:59"
+max_messages = 30
+min_gap_hours = 0
+[gateways.generic]
+secret = "bench-secret-0123456789"
+reply_url = "http://127.0.0.1:$SINK_PORT/sms"
+[dispatch]
+workers = 0
+batch_size = 64
+TOML
+RUST_LOG=warn KEYWARD_CONFIG="$WORK/keyward.toml" target/release/keyward serve > "$WORK/serve.log" 2>&1 &
+SERVE=$!
+for _ in $(seq 300); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.2; done
+curl -sf "$URL/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+SOCKET=$(head -1 "$WORK/data/POSTGRES_LOCATION" 2>/dev/null || true)
+[ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
+PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
+DB="host=$SOCKET port=5432 user=keyward dbname=postgres"
+POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")
+settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
+cpu_seconds() { # pid...: CPU used so far by the processes and their children
+    local total=0 pid p
+    for pid in "$@"; do
+        for p in $pid $(pgrep -P "$pid" || true); do
+            [ -r /proc/$p/stat ] || continue
+            total=$((total + $(sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13 + $14 + $15}')))
+        done
+    done
+    python3 -c "print($total / $(getconf CLK_TCK))"
+}
+
+echo "seeding $N subscribers…"
+"${PSQL[@]}" -c "
+    INSERT INTO subscribers (msisdn) SELECT '+62812' || lpad(g::text, 7, '0') FROM generate_series(0, $N - 1) g;
+    INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
+    SELECT msisdn, 'promo', 'none', 'subscribed', 'system', 'benchmark seed', now() - interval '60 days' FROM subscribers;
+    INSERT INTO subscriptions (msisdn, program, state, since, event_id)
+    SELECT msisdn, program, to_state, effective_at, id FROM subscription_events;"
+settle
+
+cat > "$WORK/promo.json" <<JSON
+{"program": "promo", "kind": "marketing",
+ "text": {"id": "Toko Maju: diskon 20% untuk semua sepatu sampai Minggu."},
+ "valid_until": "$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)"}
+JSON
+echo "planning a broadcast to $N subscribers…"
+cpu_pg0=$(cpu_seconds "$POSTMASTER"); t0=$(date +%s.%N)
+RUST_LOG=warn DATABASE_URL="$DB" target/release/keyward --config "$WORK/keyward.toml" \
+    broadcast create "$WORK/promo.json" > "$WORK/plan.json"
+t1=$(date +%s.%N); cpu_pg1=$(cpu_seconds "$POSTMASTER")
+PLANNED=$(python3 -c "import json; p=json.load(open('$WORK/plan.json')); print(p['recipients'], p['to_send'])")
+read -r recipients to_send <<< "$PLANNED"
+PLAN_LINE=$(python3 -c "
+n, secs = $recipients, $t1 - $t0
+print(f'{n / secs:,.0f} recipients/s ({n:,} planned in {secs:.1f} s, {$to_send:,} to send now); '
+      f'PostgreSQL {($cpu_pg1 - $cpu_pg0) / n * 1e6:.0f} µs of CPU per recipient')")
+echo "  $PLAN_LINE"
+
+python3 $BENCH/sink.py "$SINK_PORT" "$WORK/sink.count" & SINK=$!
+sed -e "s|^workers = 0|workers = $WORKERS|" "$WORK/keyward.toml" > "$WORK/dispatch.toml"
+run_dispatch() { # label where: runs `keyward dispatch` for SECS, sets RATE[label]
+    local label=$1 where=$2 before after cpu_pg0 cpu_pg1 cpu_kw t0 t1
+    settle
+    before=$("${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'sent' AND $where")
+    cpu_pg0=$(cpu_seconds "$POSTMASTER"); t0=$(date +%s.%N)
+    RUST_LOG=warn KEYWARD_CONFIG="$WORK/dispatch.toml" DATABASE_URL="$DB" \
+        target/release/keyward dispatch > "$WORK/dispatch-$label.log" 2>&1 & DISPATCH=$!
+    sleep "$SECS"
+    cpu_kw=$(cpu_seconds "$DISPATCH")
+    kill -INT "$DISPATCH"; wait "$DISPATCH" || true; DISPATCH=""
+    t1=$(date +%s.%N); cpu_pg1=$(cpu_seconds "$POSTMASTER")
+    after=$("${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'sent' AND $where")
+    local n=$((after - before))
+    RATE[$label]=$(python3 -c "print(round($n / ($t1 - $t0)))")
+    LINE[$label]=$(python3 -c "
+n, secs = $n, $t1 - $t0
+print(f'{n / secs:,.0f}/s ({n:,} sent in {secs:.1f} s); CPU per message: '
+      f'keyward {$cpu_kw / n * 1e6:.0f} µs, PostgreSQL {($cpu_pg1 - $cpu_pg0) / n * 1e6:.0f} µs' if n else 'nothing sent')")
+}
+declare -A RATE LINE
+
+echo "baseline: queueing $N plain replies…"
+"${PSQL[@]}" -c "
+    INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program)
+    SELECT msisdn, '3344', 'Toko Maju: terima kasih. Balas UNSUBSCRIBE ke 3344 untuk berhenti.',
+           'generic', 'help', 'promo'
+      FROM subscribers;"
+echo "keyward dispatch ($WORKERS workers) on plain replies, ${SECS}s…"
+run_dispatch replies "broadcast_id IS NULL"
+# The replies left queued would be claimed first: out of the way.
+"${PSQL[@]}" -c "UPDATE outbox SET status = 'cancelled' WHERE status = 'queued'"
+echo "keyward dispatch ($WORKERS workers) on the broadcast, gate on, ${SECS}s…"
+run_dispatch broadcast "broadcast_id IS NOT NULL"
+
+kill -TERM "$SINK"; wait "$SINK" || true; SINK=""
+echo
+echo "planning:  $PLAN_LINE"
+echo "replies:   ${LINE[replies]}"
+echo "broadcast: ${LINE[broadcast]}"
+python3 -c "
+b, r = ${RATE[broadcast]}, ${RATE[replies]}
+print(f'broadcast / plain reply dispatcher: {b / r:.2f}' if r else 'no baseline')"

@@ -84,7 +84,11 @@ pub fn check(settings: &Settings) -> Vec<String> {
                 ));
             }
         }
-        problems.extend(reply_style(settings).into_iter().filter_map(|(refuse, line)| refuse.then_some(line)));
+        problems.extend(
+            reply_style(settings)
+                .into_iter()
+                .filter_map(|(refuse, line)| refuse.then_some(line)),
+        );
     }
     problems
 }
@@ -383,13 +387,15 @@ mod tests {
 
     #[test]
     fn a_reply_written_in_sms_slang_is_refused_unless_the_program_only_warns() {
-        let slang = "[programs.replies.id]\nhelp = \"p4g1 ini g bs bantu, balas {stop} ke {shortcode}\"";
+        let slang =
+            "[programs.replies.id]\nhelp = \"p4g1 ini g bs bantu, balas {stop} ke {shortcode}\"";
         let err = check_toml(&one_program("log", slang))
             .expect_err("slang")
             .to_string();
         assert!(err.contains("id help reply: digit_spelling"), "{err}");
         assert!(err.contains("abbreviation"), "{err}");
-        let warned = one_program("log", slang).replace("frequency =", "lint = \"warn\"\nfrequency =");
+        let warned =
+            one_program("log", slang).replace("frequency =", "lint = \"warn\"\nfrequency =");
         let settings = check_toml(&warned).expect("a warning only");
         assert!(!reply_style(&settings).is_empty());
         // The built-in replies pass.

@@ -673,3 +673,141 @@ async fn a_recorded_time_zone_decides_alone() {
         "{plan}"
     );
 }
+
+/// `kill -9` of a dispatcher process mid-broadcast: another one finishes
+/// it; every recipient reaches the sink, and a message sent twice carries
+/// the same Idempotency-Key (the outbox id), which the generic sink drops:
+/// nobody gets two copies, nobody none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_broadcast_loses_nobody_and_sends_nobody_twice() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_millis(40)))
+        .mount(&sink)
+        .await;
+    let reply_url = format!("{}/sms", sink.uri());
+    let rig = Rig::new(|s| {
+        s.shortcodes[0].reply_via = "generic".into();
+        s.gateways.generic.as_mut().unwrap().reply_url = Some(reply_url.clone());
+        // Open all day: the dispatcher process reads the real clock.
+        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
+        s.dispatch.lease_secs = 3;
+        s.dispatch.http_timeout_secs = 1;
+        s.dispatch.batch_size = 10;
+    })
+    .await;
+    rig.app.clock.set(Utc::now());
+    rig.subscribe(0, 200, "subscribed").await;
+    let plan = rig
+        .created("killed", &promo(Utc::now() + Duration::days(1)))
+        .await;
+    assert_eq!(plan["to_send"], 200, "{plan}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [[shortcodes]]
+            code = "3344"
+            program = "default"
+            reply_via = "generic"
+            [[programs]]
+            name = "default"
+            brand = "Toko Maju"
+            [programs.sending]
+            window = "00:00-23:59"
+            [gateways.generic]
+            secret = "{}"
+            reply_url = "{reply_url}"
+            [dispatch]
+            workers = 2
+            batch_size = 10
+            lease_secs = 3
+            http_timeout_secs = 1
+            "#,
+            crate::support::GENERIC_SECRET
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["--config", config.to_str().unwrap(), "dispatch"])
+        .current_dir(dir.path())
+        .env("DATABASE_URL", crate::staff::database_url(&rig.app.db))
+        .env_remove("KEYWARD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start keyward dispatch");
+    // Until it is well into the broadcast.
+    let started = std::time::Instant::now();
+    while sink.received_requests().await.unwrap_or_default().len() < 40 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the dispatcher sent nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // SIGKILL: no chance to record what it had in flight.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let sent_by_first = sink.received_requests().await.unwrap().len();
+    assert!(
+        sent_by_first < 200,
+        "killed mid-broadcast ({sent_by_first} sent)"
+    );
+
+    // Its leases expire; another dispatcher takes over.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    rig.app.clock.set(Utc::now());
+    rig.dispatch().await;
+
+    let keys: Vec<String> = sink
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        200,
+        "every recipient's message reached the sink"
+    );
+    let ids: std::collections::BTreeSet<String> = rig
+        .app
+        .db()
+        .await
+        .query(
+            "SELECT id::text FROM outbox WHERE broadcast_id = $1",
+            &[&plan["id"].as_i64().unwrap()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        distinct
+            .into_iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ids,
+        "one key per recipient: a repeat is the same message, dropped by the sink"
+    );
+    let view = rig.show(plan["id"].as_i64().unwrap()).await;
+    assert_eq!(view["by_status"], json!({"sent": 200}), "{view}");
+}

@@ -982,7 +982,7 @@ async fn lookup_latency_with_100000_subscribers() {
 }
 
 /// `DATABASE_URL` (key=value form) for the test database `config`.
-fn database_url(config: &tokio_postgres::Config) -> String {
+pub(crate) fn database_url(config: &tokio_postgres::Config) -> String {
     let host = match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         tokio_postgres::config::Host::Tcp(host) => host.clone(),

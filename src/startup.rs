@@ -272,6 +272,7 @@ impl Application {
                         .route("/login", web::post().to(console::login))
                         .route("/logout", web::post().to(console::logout))
                         .route("/subscriber", web::get().to(console::subscriber))
+                        .route("/broadcasts", web::get().to(console::broadcasts))
                         .route("/opt-out", web::post().to(console::opt_out))
                         .default_service(web::to(error::not_found)),
                 )

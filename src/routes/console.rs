@@ -161,6 +161,7 @@ fn layout(title: &str, who: Option<(&Staff, &str)>, body: Markup) -> Markup {
             body {
                 header {
                     a href="/console" { "keyward support" }
+                    @if who.is_some() { " " a href="/console/broadcasts" { "Broadcasts" } }
                     @if let Some((staff, csrf)) = who {
                         span.muted style="color:#cfd8e3" { (staff.name) " (" (staff.role) ")" }
                         form method="post" action="/console/logout" {
@@ -255,6 +256,53 @@ pub async fn index(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpRespon
                     tr { th { "Program" } th { "Subscribed" } th { "Pending" } th { "Unsubscribed" } }
                     @for p in &stats.programs {
                         tr { td { (p.program) } td { (p.subscribed) } td { (p.pending) } td { (p.unsubscribed) } }
+                    }
+                }
+            }
+        },
+    )))
+}
+
+/// `GET /console/broadcasts`: the latest broadcasts with their progress
+/// and why recipients were skipped or wait.
+pub async fn broadcasts(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+    let Some((staff, csrf)) = current(&req, &pool).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    let client = client(&pool).await?;
+    let mut views = Vec::new();
+    for row in crate::db::broadcasts::list(&client, None, 50).await? {
+        let progress = crate::db::broadcasts::progress(&client, row.id).await?;
+        views.push(crate::broadcast::view_of(row, progress));
+    }
+    let counts = |m: &std::collections::BTreeMap<String, i64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(ok(layout(
+        "Broadcasts",
+        Some((&staff, &csrf)),
+        html! {
+            section.scroll {
+                h1 { "Broadcasts" }
+                @if views.is_empty() { p.muted { "None yet." } }
+                table #broadcasts {
+                    tr {
+                        th { "#" } th { "Program" } th { "Kind" } th { "Status" } th { "Recipients" }
+                        th { "Progress" } th { "Waiting" } th { "Skipped" } th { "Opt-outs ≤ 48 h" } th { "Valid until" }
+                    }
+                    @for v in &views {
+                        tr {
+                            td { (v.id) } td { (v.program) } td { (v.kind) } td { strong { (v.status) } }
+                            td { (v.recipients) }
+                            td { (counts(&v.by_status)) }
+                            td { (counts(&v.waiting)) }
+                            td { (counts(&v.skipped)) }
+                            td { (v.opt_outs_within_48h) }
+                            td { (v.valid_until.map(|t| time(&t)).unwrap_or_else(|| "-".into())) }
+                        }
                     }
                 }
             }

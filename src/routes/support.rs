@@ -559,6 +559,21 @@ mod tests {
         let lookup = &doc["paths"]["/v1/subscribers/{number}"]["get"];
         assert_eq!(lookup["security"][0]["bearer"], serde_json::json!([]));
         assert!(lookup["responses"]["404"].is_object());
+        let doc = {
+            let mut d = ApiDoc::openapi();
+            d.merge(crate::routes::broadcasts::BroadcastDoc::openapi());
+            serde_json::to_value(d).unwrap()
+        };
+        for path in [
+            "/v1/broadcasts",
+            "/v1/broadcasts/{id}",
+            "/v1/broadcasts/{id}/recipients",
+            "/v1/broadcasts/{id}/cancel",
+            "/v1/subscribers/{number}/timezone",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+        assert!(doc["components"]["schemas"]["NewBroadcast"].is_object());
     }
 
     #[test]

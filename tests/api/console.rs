@@ -329,3 +329,45 @@ async fn a_long_timeline_pages_to_older_entries() {
     .await;
     assert_eq!(res.status(), 400);
 }
+
+#[tokio::test]
+async fn the_broadcasts_page_shows_progress_and_skip_reasons_and_marketing_cannot_sign_in() {
+    let app = spawn_app().await;
+    app.text(NUMBER, "MAU").await;
+    let db = app.db().await;
+    db.execute(
+        "WITH b AS (
+             INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
+                                     policy, created_by, idempotency_key, request_sha256, recipients)
+             VALUES ('default', 'marketing', '{}', '3344', 'log', now(), now() + interval '1 day',
+                     '{}', 'campaigns', 'k', sha256('x'), 2)
+             RETURNING id
+         )
+         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status, gate_reason)
+         SELECT n, '3344', 'keyward: promo', 'log', 'marketing', 'default', b.id, s::outbox_status, r
+           FROM b, (VALUES ('+6281234567890', 'planned', 'window'),
+                           ('+6281234567891', 'skipped', 'cap_reached')) AS v(n, s, r)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let http = no_redirects();
+    let cookie = sign_in(&app, &http, &token(&app, "ana").await).await;
+    let html = get(&app, &http, &cookie, "/console/broadcasts")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("cap_reached 1"), "{html}");
+    assert!(html.contains("window 1"), "{html}");
+
+    let marketing = app.token("campaigns", "marketing").await;
+    let res = http
+        .post(app.url("/console/login"))
+        .form(&[("token", marketing.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
+}

@@ -202,24 +202,22 @@ impl Broadcasts {
         .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
         let texts = serde_json::to_value(&request.text)
             .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
-        let id = if request.dry_run {
-            None
-        } else {
-            let new = q::NewBroadcast {
-                program: &request.program,
-                kind: request.kind.as_str(),
-                texts: &texts,
-                shortcode: &checked.program.shortcode,
-                sender: &checked.program.sender,
-                send_at: checked.send_at,
-                valid_until: request.valid_until,
-                policy: &policy,
-                created_by,
-                idempotency_key,
-                request_sha256: &digest,
-                recipients: 0,
-            };
-            match q::insert(&tx, &new).await? {
+        let new = (!request.dry_run).then(|| q::NewBroadcast {
+            program: &request.program,
+            kind: request.kind.as_str(),
+            texts: &texts,
+            shortcode: &checked.program.shortcode,
+            sender: &checked.program.sender,
+            send_at: checked.send_at,
+            valid_until: request.valid_until,
+            policy: &policy,
+            created_by,
+            idempotency_key,
+            request_sha256: &digest,
+            recipients: 0,
+        });
+        let id = if let Some(new) = &new {
+            match q::insert(&tx, new).await? {
                 Some(id) => Some(id),
                 None => {
                     // A concurrent retry got there first.
@@ -230,6 +228,8 @@ impl Broadcasts {
                     return self.replayed(&client, existing, &digest).await;
                 }
             }
+        } else {
+            None
         };
         let mut plan = Plan {
             id,
@@ -254,8 +254,8 @@ impl Broadcasts {
                     let Some(last) = page.last() else { break };
                     after = last.msisdn.clone();
                     let rows = planner.decide_page(&page, |_| None, &mut plan)?;
-                    if let Some(id) = id {
-                        q::plan(&tx, id, now, &rows).await?;
+                    if let (Some(id), Some(new)) = (id, &new) {
+                        q::plan(&tx, new, id, now, &rows).await?;
                     }
                     if page.len() < PAGE {
                         break;
@@ -293,8 +293,8 @@ impl Broadcasts {
                         |number| vars.get(number).copied(),
                         &mut plan,
                     )?;
-                    if let Some(id) = id {
-                        q::plan(&tx, id, now, &rows).await?;
+                    if let (Some(id), Some(new)) = (id, &new) {
+                        q::plan(&tx, new, id, now, &rows).await?;
                     }
                 }
             }

@@ -134,15 +134,11 @@ pub struct Candidate {
     pub marketing_sent: Vec<DateTime<Utc>>,
 }
 
-const CANDIDATE_COLUMNS: &str = "
-    s.msisdn, sub.state = 'subscribed', m.language, s.timezone,
-    COALESCE((SELECT array_agg(o.gated_at) FROM outbox o
-               WHERE o.msisdn = s.msisdn AND o.program = $1::text AND o.kind = 'marketing'
-                 AND o.status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')
-                 AND o.gated_at > $2), '{}')";
+const CANDIDATE_COLUMNS: &str = "s.msisdn, sub.state = 'subscribed', m.language, s.timezone";
 
 /// The program's subscribers after `after` (in number order), `limit` of
-/// them: the default audience, read page by page.
+/// them: the default audience, read page by page, with their marketing
+/// sends since `since`.
 pub async fn subscribed_page(
     client: &impl GenericClient,
     program: &str,
@@ -156,15 +152,23 @@ pub async fn subscribed_page(
            JOIN subscribers s ON s.msisdn = sub.msisdn
            JOIN subscription_events e ON e.id = sub.event_id
            LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-          WHERE sub.program = $1::text AND sub.state = 'subscribed' AND sub.msisdn > $3::text
+          WHERE sub.program = $1::text AND sub.state = 'subscribed' AND sub.msisdn > $2::text
           ORDER BY sub.msisdn
-          LIMIT $4"
+          LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(&stmt, &[&program, &since, &after, &limit])
-        .await?;
-    rows.iter().map(candidate).collect()
+    let rows = client.query(&stmt, &[&program, &after, &limit]).await?;
+    let mut page: Vec<Candidate> = rows.iter().map(candidate).collect::<Result<_, _>>()?;
+    if let (Some(first), Some(last)) = (page.first(), page.last()) {
+        let (first, last) = (first.msisdn.clone(), last.msisdn.clone());
+        let mut sends = marketing_sends(client, program, since, &first, &last).await?;
+        for c in &mut page {
+            if let Some(times) = sends.remove(&c.msisdn) {
+                c.marketing_sent = times;
+            }
+        }
+    }
+    Ok(page)
 }
 
 /// The named numbers, as far as they are known (a number never seen is
@@ -181,11 +185,48 @@ pub async fn named(
            LEFT JOIN subscriptions sub ON sub.msisdn = s.msisdn AND sub.program = $1::text
            LEFT JOIN subscription_events e ON e.id = sub.event_id
            LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-          WHERE s.msisdn = ANY($3::text[])"
+          WHERE s.msisdn = ANY($2::text[])
+          ORDER BY s.msisdn"
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&program, &since, &numbers]).await?;
-    rows.iter().map(candidate).collect()
+    let rows = client.query(&stmt, &[&program, &numbers]).await?;
+    let mut found: Vec<Candidate> = rows.iter().map(candidate).collect::<Result<_, _>>()?;
+    if let (Some(first), Some(last)) = (found.first(), found.last()) {
+        let (first, last) = (first.msisdn.clone(), last.msisdn.clone());
+        let mut sends = marketing_sends(client, program, since, &first, &last).await?;
+        for c in &mut found {
+            if let Some(times) = sends.remove(&c.msisdn) {
+                c.marketing_sent = times;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The program's marketing sends since `since` to the numbers from
+/// `first` to `last`: one range scan of the index the cap counts from, not
+/// one probe per number.
+async fn marketing_sends(
+    client: &impl GenericClient,
+    program: &str,
+    since: DateTime<Utc>,
+    first: &str,
+    last: &str,
+) -> Result<std::collections::HashMap<String, Vec<DateTime<Utc>>>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT msisdn, array_agg(gated_at) FROM outbox
+              WHERE msisdn BETWEEN $2::text AND $3::text AND program = $1::text
+                AND kind = 'marketing'
+                AND status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')
+                AND gated_at > $4
+              GROUP BY msisdn",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&program, &first, &last, &since])
+        .await?;
+    rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
 }
 
 fn candidate(r: &tokio_postgres::Row) -> Result<Candidate, DbError> {
@@ -194,7 +235,7 @@ fn candidate(r: &tokio_postgres::Row) -> Result<Candidate, DbError> {
         subscribed: get::<Option<bool>>(r, 1)?.unwrap_or(false),
         language: get::<Option<String>>(r, 2)?.and_then(|l| l.parse().ok()),
         timezone: get(r, 3)?,
-        marketing_sent: get(r, 4)?,
+        marketing_sent: Vec::new(),
     })
 }
 
@@ -209,39 +250,66 @@ pub struct Planned {
     pub gate_reason: Option<&'static str>,
 }
 
-/// Writes recipients of a broadcast, in one statement; a number already
-/// planned for it is left as it is. Returns how many were written.
+/// Writes recipients of a new broadcast with one `COPY` (binary): no
+/// statement to parse per page, no conflict handling — a broadcast's
+/// numbers are distinct, and the unique index would refuse a second row.
+/// Inside the transaction that created the broadcast.
 pub async fn plan(
-    client: &impl GenericClient,
-    broadcast: i64,
+    tx: &tokio_postgres::Transaction<'_>,
+    broadcast: &NewBroadcast<'_>,
+    id: i64,
     now: DateTime<Utc>,
     rows: &[Planned],
 ) -> Result<u64, DbError> {
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id,
-                                 status, next_attempt_at, gate_reason, gated_at, last_error)
-             SELECT v.msisdn, b.shortcode, v.text, b.sender, b.kind, b.program, b.id,
-                    v.status::outbox_status, v.at, v.reason, $7,
-                    CASE WHEN v.status = 'skipped' THEN 'gate: ' || v.reason END
-               FROM broadcasts b,
-                    unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                        AS v(msisdn, text, status, at, reason)
-              WHERE b.id = $1
-             ON CONFLICT (broadcast_id, msisdn) WHERE broadcast_id IS NOT NULL DO NOTHING",
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(
+            "COPY outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
+                          next_attempt_at, gate_reason, gated_at, last_error)
+             FROM STDIN (FORMAT binary)",
         )
         .await?;
-    let numbers: Vec<&str> = rows.iter().map(|r| r.msisdn.as_str()).collect();
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
-    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.next_attempt_at).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.gate_reason).collect();
-    Ok(client
-        .execute(
-            &stmt,
-            &[&broadcast, &numbers, &texts, &statuses, &at, &reasons, &now],
-        )
-        .await?)
+    // Text for the domains and enums too: the server reads each column
+    // with its own type's input, and a label is its binary form.
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    for r in rows {
+        let error =
+            (r.status == "skipped").then(|| format!("gate: {}", r.gate_reason.unwrap_or("")));
+        writer
+            .as_mut()
+            .write(&[
+                &r.msisdn,
+                &broadcast.shortcode,
+                &r.text,
+                &broadcast.sender,
+                &broadcast.kind,
+                &broadcast.program,
+                &id,
+                &r.status,
+                &r.next_attempt_at,
+                &r.gate_reason,
+                &now,
+                &error,
+            ])
+            .await?;
+    }
+    Ok(writer.finish().await?)
 }
 
 /// A planned row the claim took, with what the gate needs.

@@ -445,7 +445,7 @@ pub async fn take_budget(
                 SET tokens = LEAST($2, b.tokens
                              + $2 * extract(epoch FROM now() - b.refilled_at)),
                     refilled_at = now()
-             RETURNING LEAST($3, floor(b.tokens))::int8",
+             RETURNING LEAST($3::int8, floor(b.tokens)::int8)",
         )
         .await?;
     let granted: i64 = get(

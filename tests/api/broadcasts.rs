@@ -811,3 +811,47 @@ async fn a_dispatcher_killed_mid_broadcast_loses_nobody_and_sends_nobody_twice()
     let view = rig.show(plan["id"].as_i64().unwrap()).await;
     assert_eq!(view["by_status"], json!({"sent": 200}), "{view}");
 }
+
+#[tokio::test]
+async fn a_senders_rate_is_one_budget_for_every_dispatcher() {
+    let rig = Rig::new(|s| {
+        s.dispatch.max_per_second.insert("log".into(), 3.0);
+    })
+    .await;
+    rig.subscribe(0, 20, "subscribed").await;
+    let plan = rig
+        .created("rated", &promo(mid_morning_wib() + Duration::days(1)))
+        .await;
+    assert_eq!(plan["to_send"], 20);
+    // At 3 per second, the last of 20 goes about 6.7 s after the first.
+    let first = plan["first_send_at"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    let last = plan["last_send_at"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    assert!(
+        (last - first - Duration::milliseconds(6_667))
+            .num_milliseconds()
+            .abs()
+            < 50,
+        "{plan}"
+    );
+
+    // Two dispatchers at once share the bucket: three tokens in all.
+    let (a, b) = (rig.dispatcher(), rig.dispatcher());
+    let (ra, rb) = tokio::join!(a.run_once(), b.run_once());
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(
+        rig.sent().await,
+        3,
+        "a full bucket holds one second's sends"
+    );
+    let view = rig.show(plan["id"].as_i64().unwrap()).await;
+    assert_eq!(view["waiting"]["rate"], 17, "{view}");
+}

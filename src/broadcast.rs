@@ -747,26 +747,6 @@ pub async fn claim(
     })
 }
 
-impl From<BroadcastError> for crate::error::ApiError {
-    fn from(e: BroadcastError) -> Self {
-        use crate::error::ApiError;
-        match e {
-            BroadcastError::Invalid(m) => ApiError::BadRequest(m),
-            BroadcastError::Refused {
-                message,
-                problems,
-                lint,
-            } => ApiError::Refused(
-                message,
-                serde_json::json!({ "problems": problems, "lint": lint }),
-            ),
-            BroadcastError::Conflict(m) => ApiError::Conflict(m),
-            BroadcastError::NotFound => ApiError::NotFound("no such broadcast".into()),
-            BroadcastError::Db(e) => e.into(),
-        }
-    }
-}
-
 /// A broadcast and how far it got (`GET /v1/broadcasts/{id}`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct View {

@@ -247,14 +247,9 @@ impl Application {
                             "/broadcasts/{id}/recipients",
                             web::get().to(broadcasts::recipients),
                         )
-                        .route("/broadcasts/{id}/pause", web::post().to(broadcasts::pause))
                         .route(
-                            "/broadcasts/{id}/resume",
-                            web::post().to(broadcasts::resume),
-                        )
-                        .route(
-                            "/broadcasts/{id}/cancel",
-                            web::post().to(broadcasts::cancel),
+                            "/broadcasts/{id}/{action}",
+                            web::post().to(broadcasts::control),
                         )
                         .route("/tokens", web::post().to(support::create_token))
                         .route("/tokens", web::get().to(support::list_tokens))

@@ -103,28 +103,13 @@ impl Action {
         Action::Unknown,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::OptIn => "opt_in",
-            Action::Confirm => "confirm",
-            Action::OptOut => "opt_out",
-            Action::OptOutAll => "opt_out_all",
-            Action::Help => "help",
-            Action::Unknown => "unknown",
-        }
-    }
-
     /// Whether the action leaves one or all programs.
     pub fn is_opt_out(self) -> bool {
         matches!(self, Action::OptOut | Action::OptOutAll)
     }
 }
 
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Action { OptIn => "opt_in", Confirm => "confirm", OptOut => "opt_out", OptOutAll => "opt_out_all", Help => "help", Unknown => "unknown" });
 
 /// Error of parsing an [`Action`] from an unknown name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,31 +167,9 @@ pub enum Reason {
     NoMatch,
 }
 
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::ExactKeyword => "exact_keyword",
-            Reason::KeywordWithProgram => "keyword_with_program",
-            Reason::KeywordWithParticle => "keyword_with_particle",
-            Reason::LeadingOptOutKeyword => "leading_opt_out_keyword",
-            Reason::Typo => "typo",
-            Reason::Phrase => "phrase",
-            Reason::ShortWithOptOutKeyword => "short_with_opt_out_keyword",
-            Reason::Negated => "negated",
-            Reason::NotConsent => "not_consent",
-            Reason::Respelled => "respelled",
-            Reason::Question => "question",
-            Reason::Empty => "empty",
-            Reason::NoMatch => "no_match",
-        }
-    }
-}
+impl Reason {}
 
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Reason { ExactKeyword => "exact_keyword", KeywordWithProgram => "keyword_with_program", KeywordWithParticle => "keyword_with_particle", LeadingOptOutKeyword => "leading_opt_out_keyword", Typo => "typo", Phrase => "phrase", ShortWithOptOutKeyword => "short_with_opt_out_keyword", Negated => "negated", NotConsent => "not_consent", Respelled => "respelled", Question => "question", Empty => "empty", NoMatch => "no_match" });
 
 /// The result of classifying one text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

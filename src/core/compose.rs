@@ -41,7 +41,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,22 +91,9 @@ pub enum TemplateProblemCode {
     UnbalancedBraces,
 }
 
-impl TemplateProblemCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TemplateProblemCode::Empty => "empty",
-            TemplateProblemCode::UnknownVariable => "unknown_variable",
-            TemplateProblemCode::InvalidVarName => "invalid_var_name",
-            TemplateProblemCode::UnbalancedBraces => "unbalanced_braces",
-        }
-    }
-}
+impl TemplateProblemCode {}
 
-impl fmt::Display for TemplateProblemCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(TemplateProblemCode { Empty => "empty", UnknownVariable => "unknown_variable", InvalidVarName => "invalid_var_name", UnbalancedBraces => "unbalanced_braces" });
 
 /// One problem of a template, for the person who wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -522,14 +522,9 @@ pub enum MessageKind {
 
 impl MessageKind {
     pub const ALL: [MessageKind; 2] = [MessageKind::Marketing, MessageKind::Notice];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Marketing => "marketing",
-            MessageKind::Notice => "notice",
-        }
-    }
 }
+
+crate::labels_no_display!(MessageKind { Marketing => "marketing", Notice => "notice" });
 
 /// Why a message waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -549,15 +544,9 @@ impl DeferReason {
         DeferReason::Gap,
         DeferReason::NotBefore,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeferReason::Window => "window",
-            DeferReason::Gap => "gap",
-            DeferReason::NotBefore => "not_before",
-        }
-    }
 }
+
+crate::labels_no_display!(DeferReason { Window => "window", Gap => "gap", NotBefore => "not_before" });
 
 /// Why a message is not sent to this recipient at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -582,17 +571,9 @@ impl SkipReason {
         SkipReason::NoSendTime,
         SkipReason::Duplicate,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::NotSubscribed => "not_subscribed",
-            SkipReason::CapReached => "cap_reached",
-            SkipReason::Expired => "expired",
-            SkipReason::NoSendTime => "no_send_time",
-            SkipReason::Duplicate => "duplicate",
-        }
-    }
 }
+
+crate::labels_no_display!(SkipReason { NotSubscribed => "not_subscribed", CapReached => "cap_reached", Expired => "expired", NoSendTime => "no_send_time", Duplicate => "duplicate" });
 
 macro_rules! named {
     ($t:ty, $what:literal, $expected:literal) => {

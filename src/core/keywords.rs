@@ -29,14 +29,6 @@ pub enum Language {
 impl Language {
     pub const ALL: [Language; 3] = [Language::Id, Language::En, Language::Ru];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Id => "id",
-            Language::En => "en",
-            Language::Ru => "ru",
-        }
-    }
-
     /// The keyword that replies in this language tell people to send to stop.
     pub fn stop_keyword(self) -> &'static str {
         match self {
@@ -74,11 +66,7 @@ impl Language {
     }
 }
 
-impl fmt::Display for Language {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Language { Id => "id", En => "en", Ru => "ru" });
 
 /// Error of parsing a [`Language`] from text other than `id`, `en`, `ru`.
 #[derive(Debug, Clone, PartialEq, Eq)]

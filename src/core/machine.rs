@@ -69,22 +69,9 @@ impl State {
         State::Subscribed,
         State::Unsubscribed,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::None => "none",
-            State::Pending => "pending",
-            State::Subscribed => "subscribed",
-            State::Unsubscribed => "unsubscribed",
-        }
-    }
 }
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(State { None => "none", Pending => "pending", Subscribed => "subscribed", Unsubscribed => "unsubscribed" });
 
 /// Error of parsing a [`State`] from an unknown name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,22 +168,9 @@ impl Outcome {
         Outcome::Stale,
         Outcome::Expired,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::NoChange => "no_change",
-            Outcome::Stale => "stale",
-            Outcome::Expired => "expired",
-        }
-    }
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Outcome { Applied => "applied", NoChange => "no_change", Stale => "stale", Expired => "expired" });
 
 /// The result of [`decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

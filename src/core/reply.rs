@@ -22,7 +22,6 @@
 //! `{stop}`, `{help}` and `{start}`; `{{` and `}}` are literal braces.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,24 +48,9 @@ impl ReplyKind {
         ReplyKind::Help,
         ReplyKind::Fallback,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplyKind::Welcome => "welcome",
-            ReplyKind::ConfirmRequest => "confirm_request",
-            ReplyKind::AlreadySubscribed => "already_subscribed",
-            ReplyKind::Goodbye => "goodbye",
-            ReplyKind::Help => "help",
-            ReplyKind::Fallback => "fallback",
-        }
-    }
 }
 
-impl fmt::Display for ReplyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(ReplyKind { Welcome => "welcome", ConfirmRequest => "confirm_request", AlreadySubscribed => "already_subscribed", Goodbye => "goodbye", Help => "help", Fallback => "fallback" });
 
 /// Values substituted into a template. `stop`, `help` and `start` are the
 /// keywords to tell people about in the reply's language (see

@@ -43,7 +43,6 @@
 //! into the binary.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::OnceLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
@@ -81,24 +80,9 @@ impl FindingCode {
         FindingCode::LinkShortener,
         FindingCode::NoBrand,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingCode::Abbreviation => "abbreviation",
-            FindingCode::DigitSpelling => "digit_spelling",
-            FindingCode::Shouting => "shouting",
-            FindingCode::Exclamations => "exclamations",
-            FindingCode::LinkShortener => "link_shortener",
-            FindingCode::NoBrand => "no_brand",
-        }
-    }
 }
 
-impl fmt::Display for FindingCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(FindingCode { Abbreviation => "abbreviation", DigitSpelling => "digit_spelling", Shouting => "shouting", Exclamations => "exclamations", LinkShortener => "link_shortener", NoBrand => "no_brand" });
 
 /// One kind of defect in a text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

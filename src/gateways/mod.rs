@@ -74,17 +74,9 @@ impl Delivery {
         Delivery::Undelivered,
         Delivery::Failed,
     ];
-
-    /// The `outbox_status` it moves a reply to.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Delivery::Sent => "sent",
-            Delivery::Delivered => "delivered",
-            Delivery::Undelivered => "undelivered",
-            Delivery::Failed => "failed",
-        }
-    }
 }
+
+crate::labels_no_display!(Delivery { Sent => "sent", Delivered => "delivered", Undelivered => "undelivered", Failed => "failed" });
 
 /// Which reply a receipt is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

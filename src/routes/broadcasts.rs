@@ -12,13 +12,32 @@ use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::broadcast::{self, Broadcasts, NewBroadcast, Plan, View};
+use crate::broadcast::{self, BroadcastError, Broadcasts, NewBroadcast, Plan, View};
 use crate::config::Settings;
 use crate::db::broadcasts as q;
 use crate::error::ApiError;
 use crate::routes::staff_auth::{client, note_number, require};
 use crate::routes::support::parse_number;
 use crate::staff::{page_limit, Role, Staff};
+
+impl From<BroadcastError> for ApiError {
+    fn from(e: BroadcastError) -> Self {
+        match e {
+            BroadcastError::Invalid(m) => ApiError::BadRequest(m),
+            BroadcastError::Refused {
+                message,
+                problems,
+                lint,
+            } => ApiError::Refused(
+                message,
+                serde_json::json!({ "problems": problems, "lint": lint }),
+            ),
+            BroadcastError::Conflict(m) => ApiError::Conflict(m),
+            BroadcastError::NotFound => ApiError::NotFound("no such broadcast".into()),
+            BroadcastError::Db(e) => e.into(),
+        }
+    }
+}
 
 /// Marketing (or admin) may; support may read.
 fn may_read(staff: &Staff) -> Result<(), ApiError> {
@@ -262,47 +281,33 @@ async fn set_status(
     }
 }
 
-/// Stops sending until resumed; what is in flight finishes.
+/// `pause` stops sending until resumed (what is in flight finishes);
+/// `resume` goes on from where it stopped — no recipient twice, none
+/// skipped, each asked again at the gate; `cancel` ends it for good: every
+/// recipient still planned is skipped (`cancelled`).
 #[utoipa::path(
-    post, path = "/v1/broadcasts/{id}/pause", tag = "broadcasts", params(("id" = i64, Path)),
-    responses((status = 200, body = View), (status = 404), (status = 409, description = "cancelled")),
+    post, path = "/v1/broadcasts/{id}/{action}", tag = "broadcasts",
+    params(("id" = i64, Path), ("action" = String, Path, description = "pause, resume or cancel")),
+    responses(
+        (status = 200, body = View),
+        (status = 404, description = "no such broadcast, or no such action"),
+        (status = 409, description = "cancelled: it cannot be paused or resumed"),
+    ),
     security(("bearer" = []))
 )]
-pub async fn pause(
+pub async fn control(
     staff: Staff,
-    id: web::Path<i64>,
+    path: web::Path<(i64, String)>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    set_status(&staff, *id, "paused", &pool).await
-}
-
-/// Sends again from where it stopped: no recipient twice, none skipped
-/// (each is asked again at the gate).
-#[utoipa::path(
-    post, path = "/v1/broadcasts/{id}/resume", tag = "broadcasts", params(("id" = i64, Path)),
-    responses((status = 200, body = View), (status = 404), (status = 409, description = "cancelled")),
-    security(("bearer" = []))
-)]
-pub async fn resume(
-    staff: Staff,
-    id: web::Path<i64>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    set_status(&staff, *id, "active", &pool).await
-}
-
-/// Ends it for good: every recipient still planned is skipped (`cancelled`).
-#[utoipa::path(
-    post, path = "/v1/broadcasts/{id}/cancel", tag = "broadcasts", params(("id" = i64, Path)),
-    responses((status = 200, body = View), (status = 404)),
-    security(("bearer" = []))
-)]
-pub async fn cancel(
-    staff: Staff,
-    id: web::Path<i64>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    set_status(&staff, *id, "cancelled", &pool).await
+    let (id, action) = path.into_inner();
+    let to = match action.as_str() {
+        "pause" => "paused",
+        "resume" => "active",
+        "cancel" => "cancelled",
+        _ => return Err(ApiError::NotFound("no such endpoint".into())),
+    };
+    set_status(&staff, id, to, &pool).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -358,7 +363,7 @@ pub async fn set_timezone(
 /// The broadcast part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, show, recipients, pause, resume, cancel, set_timezone),
+    paths(create, list, show, recipients, control, set_timezone),
     components(schemas(
         NewBroadcast,
         Plan,

@@ -568,7 +568,7 @@ mod tests {
             "/v1/broadcasts",
             "/v1/broadcasts/{id}",
             "/v1/broadcasts/{id}/recipients",
-            "/v1/broadcasts/{id}/cancel",
+            "/v1/broadcasts/{id}/{action}",
             "/v1/subscribers/{number}/timezone",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");

@@ -17,7 +17,6 @@
 
 pub mod view;
 
-use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
@@ -43,14 +42,6 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 3] = [Role::Support, Role::Marketing, Role::Admin];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Support => "support",
-            Role::Marketing => "marketing",
-            Role::Admin => "admin",
-        }
-    }
-
     /// Does this role include everything `needed` may do? Admin covers
     /// every role; support and marketing only themselves.
     pub fn covers(self, needed: Role) -> bool {
@@ -73,11 +64,7 @@ impl FromStr for Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Role { Support => "support", Marketing => "marketing", Admin => "admin" });
 
 /// The staff member behind a request: who they are (the token's name is
 /// the actor in the ledger and the audit log) and what they may do.

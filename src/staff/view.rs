@@ -22,22 +22,9 @@ pub enum Cause {
 
 impl Cause {
     pub const ALL: [Cause; 4] = [Cause::Inbound, Cause::Staff, Cause::Provider, Cause::System];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Inbound => "inbound",
-            Cause::Staff => "staff",
-            Cause::Provider => "provider",
-            Cause::System => "system",
-        }
-    }
 }
 
-impl std::fmt::Display for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(Cause { Inbound => "inbound", Staff => "staff", Provider => "provider", System => "system" });
 
 /// What an outbox message is: a reply, or a broadcast's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,29 +83,9 @@ impl ReplyStatus {
         ReplyStatus::Unknown,
         ReplyStatus::Skipped,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReplyStatus::Planned => "planned",
-            ReplyStatus::Queued => "queued",
-            ReplyStatus::Sending => "sending",
-            ReplyStatus::Sent => "sent",
-            ReplyStatus::Delivered => "delivered",
-            ReplyStatus::Undelivered => "undelivered",
-            ReplyStatus::Failed => "failed",
-            ReplyStatus::Dead => "dead",
-            ReplyStatus::Cancelled => "cancelled",
-            ReplyStatus::Unknown => "unknown",
-            ReplyStatus::Skipped => "skipped",
-        }
-    }
 }
 
-impl std::fmt::Display for ReplyStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::labels!(ReplyStatus { Planned => "planned", Queued => "queued", Sending => "sending", Sent => "sent", Delivered => "delivered", Undelivered => "undelivered", Failed => "failed", Dead => "dead", Cancelled => "cancelled", Unknown => "unknown", Skipped => "skipped" });
 
 /// Everything known about one number.
 #[derive(Debug, Clone, Serialize, ToSchema)]

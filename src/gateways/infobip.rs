@@ -175,18 +175,10 @@ impl super::Sender for InfobipSender {
     }
 }
 
-pub const REGISTRATION: super::Registration = super::Registration {
-    name: "infobip",
-    build: |settings| {
-        super::configured(&settings.gateways.infobip, |c| {
-            let callback = super::status_callback(settings, "infobip");
-            Ok(super::Built::new(
-                Infobip::new(c),
-                InfobipSender::new(c, callback),
-            ))
-        })
-    },
-};
+registration!(infobip, |c, callback| super::Built::new(
+    Infobip::new(c),
+    InfobipSender::new(c, callback)
+));
 
 #[cfg(test)]
 mod tests {

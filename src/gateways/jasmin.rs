@@ -170,15 +170,7 @@ impl super::Sender for JasminSender {
     }
 }
 
-pub const REGISTRATION: super::Registration = super::Registration {
-    name: "jasmin",
-    build: |settings| {
-        super::configured(&settings.gateways.jasmin, |c| {
-            let callback = super::status_callback(settings, "jasmin");
-            Ok(super::Built::new(
-                Jasmin::new(c),
-                JasminSender::new(c, callback),
-            ))
-        })
-    },
-};
+registration!(jasmin, |c, callback| super::Built::new(
+    Jasmin::new(c),
+    JasminSender::new(c, callback)
+));

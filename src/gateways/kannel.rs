@@ -166,18 +166,10 @@ impl super::Sender for KannelSender {
     }
 }
 
-pub const REGISTRATION: super::Registration = super::Registration {
-    name: "kannel",
-    build: |settings| {
-        super::configured(&settings.gateways.kannel, |c| {
-            let callback = super::status_callback(settings, "kannel");
-            Ok(super::Built::new(
-                Kannel::new(c),
-                KannelSender::new(c, callback),
-            ))
-        })
-    },
-};
+registration!(kannel, |c, callback| super::Built::new(
+    Kannel::new(c),
+    KannelSender::new(c, callback)
+));
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,23 @@ use actix_web::HttpResponse;
 
 use crate::config::Settings;
 
+/// The [`Registration`] of a gateway built from its settings section
+/// alone (and the URL its delivery reports go to):
+/// `registration!(kannel, |c, callback| Built::new(…))`.
+macro_rules! registration {
+    ($name:ident, |$c:ident, $callback:ident| $built:expr) => {
+        pub const REGISTRATION: super::Registration = super::Registration {
+            name: stringify!($name),
+            build: |settings| {
+                super::configured(&settings.gateways.$name, |$c| {
+                    let $callback = super::status_callback(settings, stringify!($name));
+                    Ok($built)
+                })
+            },
+        };
+    };
+}
+
 pub mod auth;
 pub mod charset;
 pub mod generic;

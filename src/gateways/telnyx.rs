@@ -189,15 +189,7 @@ impl super::Sender for TelnyxSender {
     }
 }
 
-pub const REGISTRATION: super::Registration = super::Registration {
-    name: "telnyx",
-    build: |settings| {
-        super::configured(&settings.gateways.telnyx, |c| {
-            let callback = super::status_callback(settings, "telnyx");
-            Ok(super::Built::new(
-                Telnyx::new(c).map_err(|e| vec![e])?,
-                TelnyxSender::new(c, callback),
-            ))
-        })
-    },
-};
+registration!(telnyx, |c, callback| super::Built::new(
+    Telnyx::new(c).map_err(|e| vec![e])?,
+    TelnyxSender::new(c, callback)
+));

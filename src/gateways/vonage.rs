@@ -280,18 +280,10 @@ impl super::Sender for VonageSender {
     }
 }
 
-pub const REGISTRATION: super::Registration = super::Registration {
-    name: "vonage",
-    build: |settings| {
-        super::configured(&settings.gateways.vonage, |c| {
-            let callback = super::status_callback(settings, "vonage");
-            Ok(super::Built::new(
-                Vonage::new(c),
-                VonageSender::new(c, callback),
-            ))
-        })
-    },
-};
+registration!(vonage, |c, callback| super::Built::new(
+    Vonage::new(c),
+    VonageSender::new(c, callback)
+));
 
 #[cfg(test)]
 mod tests {

@@ -183,17 +183,19 @@ impl Broadcasts {
         request: &NewBroadcast,
         now: DateTime<Utc>,
     ) -> Result<Plan, BroadcastError> {
-        let checked = self.check(request, now)?;
         let digest: [u8; 32] = Sha256::digest(
             serde_json::to_vec(request).map_err(|e| BroadcastError::Invalid(e.to_string()))?,
         )
         .into();
         let mut client = pool.get().await.map_err(crate::db::pool_error)?;
+        // A retry answers what the first request got, even once its
+        // `send_at` or `valid_until` has passed.
         if !request.dry_run {
             if let Some(existing) = q::find_by_key(&client, created_by, idempotency_key).await? {
                 return self.replayed(&client, existing, &digest).await;
             }
         }
+        let checked = self.check(request, now)?;
         let tx = client.transaction().await.map_err(DbError::from)?;
         let policy = serde_json::to_value(PolicyInForce {
             sending: checked.program.policy.clone(),

@@ -538,6 +538,12 @@ async fn a_retried_create_is_the_same_broadcast_and_a_reused_key_is_refused() {
         4
     );
 
+    // Retried after its valid_until: still the first answer, not a 400.
+    rig.app.clock.set(mid_morning_wib() + Duration::days(2));
+    let late = rig.create("same-key", &body).await;
+    assert_eq!(late.status(), 200);
+    assert_eq!(late.json::<Value>().await.unwrap()["id"], first["id"]);
+
     let mut different = body.clone();
     different["text"]["en"] = json!("Toko Maju: 30% off.");
     assert_eq!(rig.create("same-key", &different).await.status(), 409);

@@ -447,6 +447,21 @@ impl Broadcasts {
     }
 }
 
+/// How far back sends can matter to `policy`'s cap or gap.
+fn look_back(policy: &SendingPolicy) -> Duration {
+    Duration::days(i64::from(policy.period_days))
+        .max(Duration::hours(i64::from(policy.min_gap_hours)))
+}
+
+/// The zones the gate holds a recipient to: the one staff recorded, else
+/// the program's, else every zone the number may be in.
+fn zones_of<'a>(own: &'a Option<Tz>, program: &'a Option<Tz>, msisdn: &str) -> &'a [Tz] {
+    match (own, program) {
+        (Some(z), _) | (None, Some(z)) => std::slice::from_ref(z),
+        (None, None) => candidate_zones(msisdn),
+    }
+}
+
 /// A request that passed the checks.
 struct Checked<'a> {
     program: &'a Program,
@@ -473,9 +488,6 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(checked: &'a Checked<'a>, request: &'a NewBroadcast, now: DateTime<Utc>) -> Self {
-        let policy = &checked.program.policy;
-        let look_back = Duration::days(i64::from(policy.period_days))
-            .max(Duration::hours(i64::from(policy.min_gap_hours)));
         Self {
             checked,
             message: Outbound {
@@ -485,7 +497,7 @@ impl<'a> Planner<'a> {
             },
             program: &request.program,
             now,
-            since: now - look_back,
+            since: now - look_back(&checked.program.policy),
             by_zones: HashMap::new(),
         }
     }
@@ -512,12 +524,17 @@ impl<'a> Planner<'a> {
             let text = template
                 .render(&vars, vars_of(&c.msisdn).unwrap_or(&empty), *lang)
                 .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+            // The outbox holds at most this much (ten segments); longer
+            // would be refused by the schema in the middle of planning.
+            let len = text.chars().count();
+            if len > crate::config::MAX_REPLY_CHARS {
+                return Err(BroadcastError::Invalid(format!(
+                    "the {lang} message is {len} characters with its stop sentence and values; at most {}",
+                    crate::config::MAX_REPLY_CHARS
+                )));
+            }
             let own: Option<Tz> = c.timezone.as_deref().and_then(|t| t.parse().ok());
-            let zones: &[Tz] = match (&own, &program.timezone) {
-                (Some(z), _) => std::slice::from_ref(z),
-                (None, Some(tz)) => std::slice::from_ref(tz),
-                (None, None) => candidate_zones(&c.msisdn),
-            };
+            let zones = zones_of(&own, &program.timezone, &c.msisdn);
             let to = Recipient {
                 subscribed: c.subscribed,
                 zones,
@@ -603,20 +620,19 @@ pub async fn claim(
     numbers.dedup();
     q::lock_numbers(&tx, &numbers).await?;
 
-    let mut policies: HashMap<i64, PolicyInForce> = HashMap::new();
+    // Each broadcast's policy and zone, read once per claim.
+    let mut policies: HashMap<i64, (SendingPolicy, Option<Tz>)> = HashMap::new();
     for d in &due {
         if let std::collections::hash_map::Entry::Vacant(e) = policies.entry(d.broadcast) {
-            let policy = serde_json::from_value(d.policy.clone())
+            let p: PolicyInForce = serde_json::from_value(d.policy.clone())
                 .map_err(|e| DbError::Decode(format!("broadcast {} policy: {e}", d.broadcast)))?;
-            e.insert(policy);
+            let zone = p.timezone.as_deref().and_then(|t| t.parse().ok());
+            e.insert((p.sending, zone));
         }
     }
     let look_back = policies
         .values()
-        .map(|p| {
-            Duration::days(i64::from(p.sending.period_days))
-                .max(Duration::hours(i64::from(p.sending.min_gap_hours)))
-        })
+        .map(|(p, _)| look_back(p))
         .max()
         .unwrap_or_default();
     let pairs: Vec<(&str, &str)> = due
@@ -647,14 +663,10 @@ pub async fn claim(
             None => (false, None, &[][..]),
         };
         let own: Option<Tz> = own_zone.as_deref().and_then(|t| t.parse().ok());
-        let program_zone: Option<Tz> = policy.timezone.as_deref().and_then(|t| t.parse().ok());
-        let zones: &[Tz] = match (&own, &program_zone) {
-            (Some(z), _) => std::slice::from_ref(z),
-            (None, Some(z)) => std::slice::from_ref(z),
-            (None, None) => candidate_zones(&d.msisdn),
-        };
+        let (rules, program_zone) = policy;
+        let zones = zones_of(&own, program_zone, &d.msisdn);
         let verdict = decide_send(
-            &policy.sending,
+            rules,
             &Recipient {
                 subscribed,
                 zones,
@@ -706,13 +718,11 @@ pub async fn claim(
     }
     let soon = now + Duration::milliseconds(200);
     let mut claimed = Vec::with_capacity(sending.len());
-    for (id, gated) in decisions.iter_mut() {
+    // `decisions` is in the order of `due`.
+    for ((_, gated), d) in decisions.iter_mut().zip(&due) {
         if !matches!(gated, Gated::Send) {
             continue;
         }
-        let Some(d) = due.iter().find(|d| d.id == *id) else {
-            continue;
-        };
         let left = granted.entry(d.sender.as_str()).or_default();
         if *left == 0 {
             *gated = Gated::Defer {

@@ -164,7 +164,9 @@ impl Dispatcher {
         let room = i64::from(self.settings.batch_size) - batch.len() as i64;
         let mut gated = 0;
         if room > 0 {
-            let claim = crate::broadcast::claim(
+            // The replies are leased already: a failed broadcast claim must
+            // not drop them (left `sending`, they would end `unknown`).
+            match crate::broadcast::claim(
                 &self.pool,
                 &self.owner,
                 room,
@@ -172,9 +174,14 @@ impl Dispatcher {
                 &self.settings.max_per_second,
                 self.clock.now(),
             )
-            .await?;
-            gated = claim.decided - claim.send.len();
-            batch.extend(claim.send);
+            .await
+            {
+                Ok(claim) => {
+                    gated = claim.decided - claim.send.len();
+                    batch.extend(claim.send);
+                }
+                Err(e) => log_db_error(&e, "the broadcast claim failed; sending the replies"),
+            }
         }
         let n = batch.len();
         let mut sends = tokio::task::JoinSet::new();

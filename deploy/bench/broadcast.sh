@@ -22,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BENCH=deploy/bench
+. $BENCH/common.sh
 N=${BENCH_RECIPIENTS:-1000000}
 SECS=${BENCH_SECONDS:-20}
 WORKERS=${BENCH_DISPATCH_WORKERS:-4}
@@ -43,9 +44,8 @@ trap cleanup EXIT
 
 echo "building keyward (release)…"
 cargo build --release --quiet --bin keyward
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-APP_PORT=$(port)
-SINK_PORT=$(port)
+APP_PORT=$(free_port)
+SINK_PORT=$(free_port)
 URL="http://127.0.0.1:$APP_PORT"
 # The window is the whole day and the cap far away: every recipient is
 # sent now, so the run measures the gate's work, not its waiting.
@@ -81,16 +81,6 @@ PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 DB="host=$SOCKET port=5432 user=keyward dbname=postgres"
 POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")
 settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
-cpu_seconds() { # pid...: CPU used so far by the processes and their children
-    local total=0 pid p
-    for pid in "$@"; do
-        for p in $pid $(pgrep -P "$pid" || true); do
-            [ -r /proc/$p/stat ] || continue
-            total=$((total + $(sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13 + $14 + $15}')))
-        done
-    done
-    python3 -c "print($total / $(getconf CLK_TCK))"
-}
 
 echo "seeding $N subscribers…"
 "${PSQL[@]}" -c "

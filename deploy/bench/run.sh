@@ -22,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BENCH=deploy/bench
+. $BENCH/common.sh
 SECS=${BENCH_SECONDS:-20}
 SECRET=bench-secret-0123456789
 TWILIO_TOKEN=bench-twilio-token-0123
@@ -43,7 +44,7 @@ trap cleanup EXIT
 
 echo "building keyward (release)…"
 cargo build --release --quiet --bin keyward
-APP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+APP_PORT=$(free_port)
 URL="http://127.0.0.1:$APP_PORT"
 cat > "$WORK/keyward.toml" <<TOML
 listen = "127.0.0.1:$APP_PORT"
@@ -108,18 +109,6 @@ echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c
 . $BENCH/mix.sh
 write_mix "$WORK"
 
-# CPU seconds used so far by a process and its children (live and reaped).
-cpu_seconds() { # pid...
-    local total=0 pid
-    for pid in "$@"; do
-        for p in $pid $(pgrep -P "$pid" || true); do
-            [ -r /proc/$p/stat ] || continue
-            # utime stime cutime cstime are fields 14-17 (after the comm field).
-            total=$((total + $(sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13 + $14 + $15}')))
-        done
-    done
-    python3 -c "print($total / $(getconf CLK_TCK))"
-}
 POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")
 
 declare -A RESULT CPU
@@ -175,7 +164,7 @@ measure_keyward "twilio-64" /webhooks/twilio twilio 64
 # by `keyward dispatch` (its own process, on the same database) through the
 # generic sender to a local sink, for the same time.
 DISPATCH_WORKERS=${BENCH_DISPATCH_WORKERS:-4}
-SINK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+SINK_PORT=$(free_port)
 python3 $BENCH/sink.py "$SINK_PORT" "$WORK/sink.count" & SINK=$!
 sed -e "s|^reply_url = .*|reply_url = \"http://127.0.0.1:$SINK_PORT/sms\"|" \
     -e "s|^workers = 0 .*|workers = $DISPATCH_WORKERS|" "$WORK/keyward.toml" > "$WORK/dispatch.toml"

@@ -18,6 +18,7 @@ use crate::db::broadcasts as q;
 use crate::error::ApiError;
 use crate::routes::staff_auth::{client, note_number, require};
 use crate::routes::support::parse_number;
+use crate::staff::view::ReplyStatus;
 use crate::staff::{page_limit, Role, Staff};
 
 impl From<BroadcastError> for ApiError {
@@ -189,20 +190,6 @@ pub struct RecipientPage {
     pub next_cursor: Option<String>,
 }
 
-const STATUSES: [&str; 11] = [
-    "planned",
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "dead",
-    "cancelled",
-    "unknown",
-    "skipped",
-];
-
 /// The recipients of a broadcast in number order, with each one's gate
 /// decision and delivery.
 #[utoipa::path(
@@ -220,10 +207,10 @@ pub async fn recipients(
     may_read(&staff)?;
     let limit = page_limit(query.limit, 100, 1000).map_err(ApiError::BadRequest)?;
     let status = match query.status.as_deref() {
-        Some(s) if !STATUSES.contains(&s) => {
+        Some(s) if !ReplyStatus::ALL.iter().any(|st| st.as_str() == s) => {
             return Err(ApiError::BadRequest(format!(
                 "status must be one of {}",
-                STATUSES.join(", ")
+                ReplyStatus::ALL.map(ReplyStatus::as_str).join(", ")
             )))
         }
         other => other,

@@ -67,15 +67,7 @@ impl Rig {
 
     /// Runs one dispatcher until nothing is due.
     async fn dispatch(&self) -> usize {
-        let d = self.dispatcher();
-        let mut total = 0;
-        loop {
-            let n = d.run_once().await.expect("dispatch");
-            if n == 0 {
-                return total;
-            }
-            total += n;
-        }
+        crate::support::drain(&self.dispatcher()).await
     }
 
     /// Subscribes `count` numbers from `first` on, as if each had sent
@@ -377,17 +369,7 @@ async fn two_overlapping_broadcasts_and_two_dispatchers_never_exceed_a_cap() {
     );
 
     let (a, b) = (rig.dispatcher(), rig.dispatcher());
-    let run = |d: Arc<Dispatcher>| async move {
-        let mut total = 0;
-        loop {
-            let n = d.run_once().await.expect("dispatch");
-            if n == 0 {
-                return total;
-            }
-            total += n;
-        }
-    };
-    let (handled_a, handled_b) = tokio::join!(run(a), run(b));
+    let (handled_a, handled_b) = tokio::join!(crate::support::drain(&a), crate::support::drain(&b));
     assert_eq!(
         handled_a + handled_b,
         600,
@@ -497,6 +479,21 @@ async fn unprofessional_texts_are_refused_with_their_codes_or_warned_about() {
         err["error"]["details"]["problems"][0]["code"],
         "unknown_variable"
     );
+
+    // Longer than the outbox holds: refused at creation, not a 500 midway.
+    let mut long = promo(mid_morning_wib() + Duration::days(1));
+    long["text"] = json!({"en": format!("Toko Maju: {}", "sale ".repeat(330))});
+    let res = rig.create("long", &long).await;
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1600"),
+        "{err}"
+    );
+    assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
 
     let mut no_brand = promo(mid_morning_wib() + Duration::days(1));
     no_brand["text"] = json!({"en": "Big sale on shoes this week."});
@@ -860,4 +857,50 @@ async fn a_senders_rate_is_one_budget_for_every_dispatcher() {
     );
     let view = rig.show(plan["id"].as_i64().unwrap()).await;
     assert_eq!(view["waiting"]["rate"], 17, "{view}");
+}
+
+/// A broadcast row the claim cannot read (here: a policy that is not
+/// one) costs its own sending, never the replies leased beside it.
+#[tokio::test]
+async fn a_broadcast_the_claim_cannot_read_does_not_hold_the_replies_back() {
+    let rig = Rig::new(|_| {}).await;
+    rig.subscribe(0, 1, "subscribed").await;
+    rig.app
+        .db()
+        .await
+        .execute(
+            "WITH b AS (
+                 INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at,
+                                         valid_until, policy, created_by, idempotency_key,
+                                         request_sha256, recipients)
+                 VALUES ('default', 'marketing', '{}', '3344', 'log', now(),
+                         now() + interval '1 day', '{\"not\": \"a policy\"}', 'seed', 'bad',
+                         sha256('x'), 1)
+                 RETURNING id
+             )
+             INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id,
+                                 status, next_attempt_at)
+             SELECT $1::text, '3344', 'Toko Maju: x', 'log', 'marketing', 'default', b.id, 'planned',
+                    now() - interval '1 minute'
+               FROM b",
+            &[&number(0)],
+        )
+        .await
+        .unwrap();
+    rig.app.text(&number(5), "MAU").await;
+    rig.dispatch().await;
+    assert_eq!(
+        rig.app
+            .count("SELECT count(*) FROM outbox WHERE kind = 'welcome' AND status = 'sent'")
+            .await,
+        1,
+        "the welcome went"
+    );
+    assert_eq!(
+        rig.app
+            .count("SELECT count(*) FROM outbox WHERE status = 'sending'")
+            .await,
+        0,
+        "nothing left leased"
+    );
 }

@@ -97,15 +97,7 @@ impl Rig {
 
     /// Runs one dispatcher until nothing is due.
     async fn dispatch(&self) -> usize {
-        let d = self.dispatcher();
-        let mut total = 0;
-        loop {
-            let n = d.run_once().await.expect("dispatch");
-            if n == 0 {
-                return total;
-            }
-            total += n;
-        }
+        crate::support::drain(&self.dispatcher()).await
     }
 
     async fn outbox(&self) -> Vec<(String, String, i32, Option<String>, Option<String>)> {

@@ -297,3 +297,15 @@ fn sweep_dead_clusters() {
         }
     });
 }
+
+/// Runs `dispatcher` until nothing is due; returns how much it handled.
+pub async fn drain(dispatcher: &Arc<keyward::dispatch::Dispatcher>) -> usize {
+    let mut total = 0;
+    loop {
+        let n = dispatcher.run_once().await.expect("dispatch");
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}

@@ -1,7 +1,7 @@
 //! Broadcasts: a business's messages to a program's subscribers, each
 //! sent only when the send gate (`core::gate`) allows it for that
 //! recipient at that moment, with the decision kept on the recipient's
-//! outbox row.
+//! row (`broadcast_recipients`; an outbox row once it is sent).
 //!
 //! Two moments decide:
 //! - **creation** ([`Broadcasts::create`]): the texts are parsed and linted
@@ -33,9 +33,11 @@ use crate::db::outbox::Claimed;
 use crate::db::DbError;
 use crate::msisdn::{Msisdn, Region};
 use crate::programs::Programs;
+use crate::staff::view::SentKind;
 
-/// Recipients planned per statement.
-const PAGE: usize = 5_000;
+/// Recipients decided and written per round (a fetch from the audience,
+/// one `COPY`); the 10,000-subscriber test spans two rounds.
+const PAGE: usize = 8_192;
 
 /// The most recipients one request may name.
 pub const MAX_NAMED_RECIPIENTS: usize = 100_000;
@@ -204,10 +206,19 @@ impl Broadcasts {
         .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
         let texts = serde_json::to_value(&request.text)
             .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+        let messages = serde_json::to_value(
+            checked
+                .messages
+                .iter()
+                .map(|(lang, m)| (lang.as_str(), &m.text))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
         let new = (!request.dry_run).then(|| q::NewBroadcast {
             program: &request.program,
             kind: request.kind.as_str(),
             texts: &texts,
+            messages: &messages,
             shortcode: &checked.program.shortcode,
             sender: &checked.program.sender,
             send_at: checked.send_at,
@@ -243,61 +254,62 @@ impl Broadcasts {
         let mut planner = Planner::new(&checked, request, now);
         match &request.recipients {
             None => {
-                let mut after = String::from("+");
+                // Reading, deciding and writing overlap: the audience is
+                // read on a second connection while this one writes.
+                let mut pages = read_audience(pool.clone(), &request.program, planner.since);
+                let mut writer = match id {
+                    Some(id) => Some(q::RecipientWriter::open(&tx, id, now).await?),
+                    None => None,
+                };
                 loop {
-                    let page = q::subscribed_page(
-                        &tx,
-                        &request.program,
-                        planner.since,
-                        &after,
-                        PAGE as i64,
-                    )
-                    .await?;
-                    let Some(last) = page.last() else { break };
-                    after = last.msisdn.clone();
+                    let page = pages.recv().await.ok_or_else(|| {
+                        DbError::Decode("the audience ended before its last page".into())
+                    })??;
                     let rows = planner.decide_page(&page, |_| None, &mut plan)?;
-                    if let (Some(id), Some(new)) = (id, &new) {
-                        q::plan(&tx, new, id, now, &rows).await?;
+                    if let Some(w) = &mut writer {
+                        w.write(&rows).await?;
                     }
                     if page.len() < PAGE {
                         break;
                     }
                 }
+                if let Some(w) = writer {
+                    w.finish().await?;
+                }
             }
             Some(named) => {
-                let parsed = &checked.named;
-                for chunk in parsed.chunks(PAGE) {
+                let mut rows = Vec::with_capacity(checked.named.len());
+                for chunk in checked.named.chunks(PAGE) {
                     let numbers: Vec<&str> = chunk.iter().map(|(m, _)| m.as_str()).collect();
                     let known = q::named(&tx, &request.program, planner.since, &numbers).await?;
-                    let known: HashMap<&str, &Candidate> =
-                        known.iter().map(|c| (c.msisdn.as_str(), c)).collect();
+                    let mut known: HashMap<String, Candidate> =
+                        known.into_iter().map(|c| (c.msisdn.clone(), c)).collect();
                     let page: Vec<Candidate> = chunk
                         .iter()
                         .map(|(m, _)| {
-                            known.get(m.as_str()).map_or_else(
-                                || Candidate {
-                                    msisdn: m.as_str().to_owned(),
-                                    subscribed: false,
-                                    language: None,
-                                    timezone: None,
-                                    marketing_sent: vec![],
-                                },
-                                |c| (*c).clone(),
-                            )
+                            known.remove(m.as_str()).unwrap_or_else(|| Candidate {
+                                msisdn: m.as_str().to_owned(),
+                                subscribed: false,
+                                language: None,
+                                timezone: None,
+                                marketing_sent: vec![],
+                            })
                         })
                         .collect();
                     let vars: HashMap<&str, &BTreeMap<String, String>> = chunk
                         .iter()
                         .map(|(m, i)| (m.as_str(), &named[*i].vars))
                         .collect();
-                    let rows = planner.decide_page(
+                    rows.extend(planner.decide_page(
                         &page,
                         |number| vars.get(number).copied(),
                         &mut plan,
-                    )?;
-                    if let (Some(id), Some(new)) = (id, &new) {
-                        q::plan(&tx, new, id, now, &rows).await?;
-                    }
+                    )?);
+                }
+                if let Some(id) = id {
+                    let mut writer = q::RecipientWriter::open(&tx, id, now).await?;
+                    writer.write(&rows).await?;
+                    writer.finish().await?;
                 }
             }
         }
@@ -437,14 +449,62 @@ impl Broadcasts {
                 }
             }
         }
+        // Without values of their own, every recipient of a language gets
+        // the same message: rendered (and measured) once, here.
+        let mut messages = BTreeMap::new();
+        if needed.is_empty() {
+            let empty = BTreeMap::new();
+            for (lang, template) in &templates {
+                let vars =
+                    BroadcastVars::new(&program.brand, &r.program, &program.shortcode, *lang);
+                let text = template
+                    .render(&vars, &empty, *lang)
+                    .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+                let text = checked_length(text, *lang)?;
+                let segments = encoding(&text).1;
+                messages.insert(*lang, Message { text, segments });
+            }
+        }
         Ok(Checked {
             program,
             templates,
+            messages,
             lint,
             send_at,
             named,
         })
     }
+}
+
+/// Pages of the default audience of `program`, read on a connection of
+/// its own (a read-only transaction holding the portal), one page ahead of
+/// the consumer; a failure is the last item. Dropping the receiver stops
+/// the read.
+fn read_audience(
+    pool: Pool,
+    program: &str,
+    since: DateTime<Utc>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<Candidate>, DbError>> {
+    let (pages, receiver) = tokio::sync::mpsc::channel(2);
+    let program = program.to_owned();
+    tokio::spawn(async move {
+        let read = async {
+            let mut client = pool.get().await.map_err(crate::db::pool_error)?;
+            let tx = client.build_transaction().read_only(true).start().await?;
+            let audience = q::audience(&tx, &program, since).await?;
+            loop {
+                let page = q::next_candidates(&tx, &audience, PAGE as i32).await?;
+                let last = page.len() < PAGE;
+                if pages.send(Ok(page)).await.is_err() || last {
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = read.await {
+            let _ = pages.send(Err(e)).await;
+        }
+    });
+    receiver
 }
 
 /// How far back sends can matter to `policy`'s cap or gap.
@@ -462,10 +522,32 @@ fn zones_of<'a>(own: &'a Option<Tz>, program: &'a Option<Tz>, msisdn: &str) -> &
     }
 }
 
+/// A message as rendered, with its SMS segments.
+struct Message {
+    text: String,
+    segments: u32,
+}
+
+/// A rendered text the outbox can hold (ten segments at most: longer
+/// would be refused by the schema in the middle of planning).
+fn checked_length(text: String, lang: Language) -> Result<String, BroadcastError> {
+    let len = text.chars().count();
+    if len > crate::config::MAX_REPLY_CHARS {
+        return Err(BroadcastError::Invalid(format!(
+            "the {lang} message is {len} characters with its stop sentence and values; at most {}",
+            crate::config::MAX_REPLY_CHARS
+        )));
+    }
+    Ok(text)
+}
+
 /// A request that passed the checks.
 struct Checked<'a> {
     program: &'a Program,
     templates: BTreeMap<Language, Template>,
+    /// Per language, the message of every recipient when the texts use no
+    /// per-recipient values (else empty: each recipient's is rendered).
+    messages: BTreeMap<Language, Message>,
     lint: BTreeMap<String, Vec<Finding>>,
     send_at: DateTime<Utc>,
     /// Named recipients, each once, with their index in the request.
@@ -520,19 +602,20 @@ impl<'a> Planner<'a> {
                 .or_else(|| self.checked.templates.get_key_value(&program.language))
                 .or_else(|| self.checked.templates.iter().next())
                 .ok_or_else(|| BroadcastError::Invalid("no text".into()))?;
-            let vars = BroadcastVars::new(&program.brand, self.program, &program.shortcode, *lang);
-            let text = template
-                .render(&vars, vars_of(&c.msisdn).unwrap_or(&empty), *lang)
-                .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
-            // The outbox holds at most this much (ten segments); longer
-            // would be refused by the schema in the middle of planning.
-            let len = text.chars().count();
-            if len > crate::config::MAX_REPLY_CHARS {
-                return Err(BroadcastError::Invalid(format!(
-                    "the {lang} message is {len} characters with its stop sentence and values; at most {}",
-                    crate::config::MAX_REPLY_CHARS
-                )));
-            }
+            let lang = *lang;
+            let (own_text, segments) = match self.checked.messages.get(&lang) {
+                Some(m) => (None, m.segments),
+                None => {
+                    let vars =
+                        BroadcastVars::new(&program.brand, self.program, &program.shortcode, lang);
+                    let text = template
+                        .render(&vars, vars_of(&c.msisdn).unwrap_or(&empty), lang)
+                        .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
+                    let text = checked_length(text, lang)?;
+                    let segments = encoding(&text).1;
+                    (Some(text), segments)
+                }
+            };
             let own: Option<Tz> = c.timezone.as_deref().and_then(|t| t.parse().ok());
             let zones = zones_of(&own, &program.timezone, &c.msisdn);
             let to = Recipient {
@@ -569,16 +652,17 @@ impl<'a> Planner<'a> {
                 }
             };
             if status == "planned" {
-                plan.segments += i64::from(encoding(&text).1);
+                plan.segments += i64::from(segments);
                 plan.first_send_at = Some(plan.first_send_at.map_or(at, |f| f.min(at)));
                 plan.last_send_at = Some(plan.last_send_at.map_or(at, |l| l.max(at)));
             }
             rows.push(Planned {
                 msisdn: c.msisdn.clone(),
-                text,
                 status,
-                next_attempt_at: at,
-                gate_reason: reason,
+                due_at: at,
+                reason,
+                language: lang,
+                text: own_text,
             });
         }
         Ok(rows)
@@ -645,14 +729,11 @@ pub async fn claim(
         .map(|f| ((f.msisdn.clone(), f.program.clone()), f))
         .collect();
 
-    let mut decisions: Vec<(&str, Gated)> = Vec::with_capacity(due.len());
+    let mut decisions: Vec<(&q::Due, Gated)> = Vec::with_capacity(due.len());
     let mut sending: Vec<&q::Due> = Vec::new();
     for d in &due {
         let policy = &policies[&d.broadcast];
-        let kind: MessageKind = d
-            .kind
-            .parse()
-            .map_err(|e| DbError::Decode(format!("outbox kind: {e}")))?;
+        let kind = d.kind;
         let f = facts.get_mut(&(d.msisdn.clone(), d.program.clone()));
         let (subscribed, own_zone, sent) = match &f {
             Some(f) => (
@@ -699,7 +780,7 @@ pub async fn claim(
                 reason: reason.as_str(),
             },
         };
-        decisions.push((d.id.as_str(), gated));
+        decisions.push((d, gated));
     }
 
     // Each sender's shared budget: sends past it wait a moment, still
@@ -717,9 +798,7 @@ pub async fn claim(
         granted.insert(sender, g);
     }
     let soon = now + Duration::milliseconds(200);
-    let mut claimed = Vec::with_capacity(sending.len());
-    // `decisions` is in the order of `due`.
-    for ((_, gated), d) in decisions.iter_mut().zip(&due) {
+    for (d, gated) in decisions.iter_mut() {
         if !matches!(gated, Gated::Send) {
             continue;
         }
@@ -732,23 +811,33 @@ pub async fn claim(
             continue;
         }
         *left -= 1;
-        claimed.push(Claimed {
-            id: d.id.clone(),
-            msisdn: d.msisdn.clone(),
-            shortcode: d.shortcode.clone(),
-            text: d.text.clone(),
-            sender: d.sender.clone(),
-            kind: d.kind.clone(),
-            program: Some(d.program.clone()),
-            in_reply_to: None,
-            attempts: d.attempts + 1,
-            opted_out_since: false,
-            possibly_sent: false,
-            uncertain_attempts: 0,
-        });
     }
-    q::decide(&tx, owner, lease, now, &decisions).await?;
+    let released = q::decide(&tx, owner, lease, now, &decisions).await?;
     tx.commit().await?;
+    let by_recipient: HashMap<(i64, &str), &q::Due> = due
+        .iter()
+        .map(|d| ((d.broadcast, d.msisdn.as_str()), d))
+        .collect();
+    let claimed = released
+        .into_iter()
+        .filter_map(|r| {
+            let d = by_recipient.get(&(r.broadcast, r.msisdn.as_str()))?;
+            Some(Claimed {
+                id: r.id,
+                msisdn: d.msisdn.clone(),
+                shortcode: d.shortcode.clone(),
+                text: d.text.clone(),
+                sender: d.sender.clone(),
+                kind: SentKind::Broadcast(d.kind),
+                program: Some(d.program.clone()),
+                in_reply_to: None,
+                attempts: r.attempts,
+                opted_out_since: false,
+                possibly_sent: false,
+                uncertain_attempts: 0,
+            })
+        })
+        .collect();
     let waiting_for_budget = decisions
         .iter()
         .filter(|(_, g)| matches!(g, Gated::Defer { reason: "rate", .. }))

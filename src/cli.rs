@@ -342,7 +342,8 @@ where
     let (config, cluster) = database(settings, Tenure::Command).await?;
     let result = async {
         crate::db::migrate(&config).await?;
-        let pool = crate::db::pool(config, 1)?;
+        // Two: planning a broadcast reads its audience on a second one.
+        let pool = crate::db::pool(config, 2)?;
         work(pool).await
     }
     .await;

@@ -4,20 +4,22 @@
 # same run on the same database.
 #
 #   deploy/bench/broadcast.sh      # BENCH_RECIPIENTS (1,000,000), BENCH_SECONDS (20),
-#                                  # BENCH_DISPATCH_WORKERS (4)
+#                                  # BENCH_DISPATCH_WORKERS (4), BENCH_ROUNDS (2)
 #
 # 1. builds keyward (release) and starts it on its private PostgreSQL
 #    (fsync and synchronous_commit on), dispatch off;
 # 2. seeds BENCH_RECIPIENTS subscribed numbers of one program;
 # 3. plans a marketing broadcast to all of them with
 #    `keyward broadcast create` (templates, lint, the gate for every
-#    recipient, one outbox row each) and prints recipients per second;
-# 4. baseline: queues as many plain replies and lets `keyward dispatch`
+#    recipient, one short recipient row each) and prints recipients per second
+#    with the CPU each costs PostgreSQL and keyward;
+# 4. baseline: queues 200,000 plain replies and lets `keyward dispatch`
 #    send them through the generic sender to a local sink
 #    (deploy/bench/sink.py) for BENCH_SECONDS: replies per second;
-# 5. the same dispatcher, the same time, on the broadcast's rows (each
-#    claimed under its number's lock and asked the gate again): messages
-#    per second, and the ratio to the baseline.
+# 5. the same dispatcher, the same time, on the broadcast's recipients
+#    (each claimed under its number's lock, asked the gate again, and made
+#    an outbox row): messages per second, and the ratio to the baseline;
+#    4 and 5 alternate for BENCH_ROUNDS (2) rounds.
 # Loopback only, bounded in time; every process it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -98,20 +100,22 @@ cat > "$WORK/promo.json" <<JSON
 JSON
 echo "planning a broadcast to $N subscribers…"
 cpu_pg0=$(cpu_seconds "$POSTMASTER"); t0=$(date +%s.%N)
-RUST_LOG=warn DATABASE_URL="$DB" target/release/keyward --config "$WORK/keyward.toml" \
-    broadcast create "$WORK/promo.json" > "$WORK/plan.json"
+TIMEFORMAT='%U %S'
+{ time RUST_LOG=warn DATABASE_URL="$DB" target/release/keyward --config "$WORK/keyward.toml" \
+    broadcast create "$WORK/promo.json" > "$WORK/plan.json" 2> "$WORK/plan.log"; } 2> "$WORK/plan.cpu"
 t1=$(date +%s.%N); cpu_pg1=$(cpu_seconds "$POSTMASTER")
+cpu_kw=$(awk '{print $1 + $2}' "$WORK/plan.cpu")
 PLANNED=$(python3 -c "import json; p=json.load(open('$WORK/plan.json')); print(p['recipients'], p['to_send'])")
 read -r recipients to_send <<< "$PLANNED"
 PLAN_LINE=$(python3 -c "
 n, secs = $recipients, $t1 - $t0
 print(f'{n / secs:,.0f} recipients/s ({n:,} planned in {secs:.1f} s, {$to_send:,} to send now); '
-      f'PostgreSQL {($cpu_pg1 - $cpu_pg0) / n * 1e6:.0f} µs of CPU per recipient')")
+      f'CPU per recipient: PostgreSQL {($cpu_pg1 - $cpu_pg0) / n * 1e6:.1f} µs, keyward {$cpu_kw / n * 1e6:.1f} µs')")
 echo "  $PLAN_LINE"
 
 python3 $BENCH/sink.py "$SINK_PORT" "$WORK/sink.count" & SINK=$!
 sed -e "s|^workers = 0|workers = $WORKERS|" "$WORK/keyward.toml" > "$WORK/dispatch.toml"
-run_dispatch() { # label where: runs `keyward dispatch` for SECS, sets RATE[label]
+run_dispatch() { # label where: runs `keyward dispatch` for SECS, adds to SENT/SECS_RUN/CPU_*[label]
     local label=$1 where=$2 before after cpu_pg0 cpu_pg1 cpu_kw t0 t1
     settle
     before=$("${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'sent' AND $where")
@@ -123,33 +127,47 @@ run_dispatch() { # label where: runs `keyward dispatch` for SECS, sets RATE[labe
     kill -INT "$DISPATCH"; wait "$DISPATCH" || true; DISPATCH=""
     t1=$(date +%s.%N); cpu_pg1=$(cpu_seconds "$POSTMASTER")
     after=$("${PSQL[@]}" -c "SELECT count(*) FROM outbox WHERE status = 'sent' AND $where")
-    local n=$((after - before))
-    RATE[$label]=$(python3 -c "print(round($n / ($t1 - $t0)))")
-    LINE[$label]=$(python3 -c "
-n, secs = $n, $t1 - $t0
-print(f'{n / secs:,.0f}/s ({n:,} sent in {secs:.1f} s); CPU per message: '
-      f'keyward {$cpu_kw / n * 1e6:.0f} µs, PostgreSQL {($cpu_pg1 - $cpu_pg0) / n * 1e6:.0f} µs' if n else 'nothing sent')")
+    SENT[$label]=$(( ${SENT[$label]:-0} + after - before ))
+    SECS_RUN[$label]=$(python3 -c "print(${SECS_RUN[$label]:-0} + $t1 - $t0)")
+    CPU_KW[$label]=$(python3 -c "print(${CPU_KW[$label]:-0} + $cpu_kw)")
+    CPU_PG[$label]=$(python3 -c "print(${CPU_PG[$label]:-0} + $cpu_pg1 - $cpu_pg0)")
+    echo "  $label: $((after - before)) sent in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
 }
-declare -A RATE LINE
+line() { # label: the rate and CPU per message over every round
+    local label=$1
+    python3 -c "
+n, secs, kw, pg = ${SENT[$label]}, ${SECS_RUN[$label]}, ${CPU_KW[$label]}, ${CPU_PG[$label]}
+print(f'{n / secs:,.0f}/s ({n:,} sent in {secs:.1f} s); CPU per message: '
+      f'keyward {kw / n * 1e6:.0f} µs, PostgreSQL {pg / n * 1e6:.0f} µs' if n else 'nothing sent')"
+}
+declare -A SENT SECS_RUN CPU_KW CPU_PG
 
-echo "baseline: queueing $N plain replies…"
-"${PSQL[@]}" -c "
-    INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program)
-    SELECT msisdn, '3344', 'Toko Maju: terima kasih. Balas UNSUBSCRIBE ke 3344 untuk berhenti.',
-           'generic', 'help', 'promo'
-      FROM subscribers;"
-echo "keyward dispatch ($WORKERS workers) on plain replies, ${SECS}s…"
-run_dispatch replies "broadcast_id IS NULL"
-# The replies left queued would be claimed first: out of the way.
-"${PSQL[@]}" -c "UPDATE outbox SET status = 'cancelled' WHERE status = 'queued'"
-echo "keyward dispatch ($WORKERS workers) on the broadcast, gate on, ${SECS}s…"
-run_dispatch broadcast "broadcast_id IS NOT NULL"
+# Rounds alternate the two, so that a change in the machine's load (it is
+# shared) weighs on both alike: replies (the broadcast paused), then the
+# broadcast (the replies left over cancelled).
+ROUNDS=${BENCH_ROUNDS:-2}
+BROADCAST=$(python3 -c "import json; print(json.load(open('$WORK/plan.json'))['id'])")
+for round in $(seq "$ROUNDS"); do
+    "${PSQL[@]}" -c "UPDATE broadcasts SET status = 'paused' WHERE id = $BROADCAST"
+    "${PSQL[@]}" -c "
+        INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program)
+        SELECT msisdn, '3344', 'Toko Maju: terima kasih. Balas UNSUBSCRIBE ke 3344 untuk berhenti.',
+               'generic', 'help', 'promo'
+          FROM subscribers LIMIT 200000;"
+    echo "round $round: keyward dispatch ($WORKERS workers) on plain replies, ${SECS}s…"
+    run_dispatch replies "broadcast_id IS NULL"
+    "${PSQL[@]}" -c "UPDATE outbox SET status = 'cancelled' WHERE status = 'queued'"
+    "${PSQL[@]}" -c "UPDATE broadcasts SET status = 'active' WHERE id = $BROADCAST"
+    echo "round $round: keyward dispatch ($WORKERS workers) on the broadcast, gate on, ${SECS}s…"
+    run_dispatch broadcast "broadcast_id IS NOT NULL"
+done
 
 kill -TERM "$SINK"; wait "$SINK" || true; SINK=""
 echo
 echo "planning:  $PLAN_LINE"
-echo "replies:   ${LINE[replies]}"
-echo "broadcast: ${LINE[broadcast]}"
+echo "replies:   $(line replies)"
+echo "broadcast: $(line broadcast)"
 python3 -c "
-b, r = ${RATE[broadcast]}, ${RATE[replies]}
-print(f'broadcast / plain reply dispatcher: {b / r:.2f}' if r else 'no baseline')"
+b = ${SENT[broadcast]} / ${SECS_RUN[broadcast]}
+r = ${SENT[replies]} / ${SECS_RUN[replies]}
+print(f'broadcast / plain reply dispatcher: {b / r:.2f} ($ROUNDS rounds each, alternated)' if r else 'no baseline')"

@@ -1,15 +1,18 @@
-//! Statements of broadcasts: creating one and planning its recipients into
-//! the outbox, the gated claim of planned rows, pause/resume/cancel, and
-//! the progress and recipient lists staff read.
+//! Statements of broadcasts: creating one and planning its recipients,
+//! the gated claim of planned recipients, pause/resume/cancel, and the
+//! progress and recipient lists staff read.
 //!
-//! A recipient is one outbox row (unique per broadcast and number) whose
-//! `status` says where it is: `planned` (waiting for its moment; only the
-//! gated claim takes it), `skipped` (the gate said no: `gate_reason`), or,
-//! once the gate let it go, the statuses of any reply.
+//! A recipient is a short `broadcast_recipients` row (unique per broadcast
+//! and number) whose `status` says where it is: `planned` (waiting for its
+//! moment; only the gated claim takes it), `skipped` (the gate said no:
+//! `reason`), or `released`: the gate let it go, and the outbox row of the
+//! same broadcast and number (made then, at the sender's pace, not at
+//! planning) moves like any reply. Planning writes a million recipients as
+//! a million short rows with one `COPY`, not a million outbox rows.
 //!
 //! The cap is a database guarantee: the claim locks each number's
 //! `subscribers` row (in number order, so two dispatchers cannot deadlock)
-//! before it counts the number's marketing sends, and marks the row
+//! before it counts the number's marketing sends, and makes the outbox row
 //! `sending` with `gated_at` before it commits. A second dispatcher, or a
 //! second broadcast, deciding for the same number waits for that commit and
 //! then counts the send.
@@ -20,7 +23,7 @@ use serde_json::Value;
 
 use super::types::get;
 use super::DbError;
-use crate::core::Language;
+use crate::core::{Language, MessageKind};
 
 /// A broadcast as created.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct NewBroadcast<'a> {
     /// `marketing` or `notice`.
     pub kind: &'a str,
     pub texts: &'a Value,
+    /// The message per language for recipients without values of their own.
+    pub messages: &'a Value,
     pub shortcode: &'a str,
     pub sender: &'a str,
     pub send_at: DateTime<Utc>,
@@ -79,8 +84,10 @@ pub async fn insert(
     let stmt = client
         .prepare_cached(
             "INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
-                                     policy, created_by, idempotency_key, request_sha256, recipients)
-             VALUES ($1::text, $2::text::reply_kind, $3, $4::text, $5::text, $6, $7, $8, $9::text, $10::text, $11, $12)
+                                     policy, created_by, idempotency_key, request_sha256, recipients,
+                                     messages)
+             VALUES ($1::text, $2::text::reply_kind, $3, $4::text, $5::text, $6, $7, $8, $9::text,
+                     $10::text, $11, $12, $13)
              ON CONFLICT ON CONSTRAINT broadcasts_idempotency_key DO NOTHING
              RETURNING id",
         )
@@ -101,6 +108,7 @@ pub async fn insert(
                 &b.idempotency_key,
                 &b.request_sha256.as_slice(),
                 &b.recipients,
+                b.messages,
             ],
         )
         .await?;
@@ -136,39 +144,55 @@ pub struct Candidate {
 
 const CANDIDATE_COLUMNS: &str = "s.msisdn, sub.state = 'subscribed', m.language, s.timezone";
 
-/// The program's subscribers after `after` (in number order), `limit` of
-/// them: the default audience, read page by page, with their marketing
-/// sends since `since`.
-pub async fn subscribed_page(
-    client: &impl GenericClient,
+/// The default audience: every number subscribed to `program`, in number
+/// order, with its marketing sends of the program since `$2`. One
+/// statement over the whole audience, read a chunk at a time through a
+/// portal of the planning transaction: PostgreSQL joins the program's
+/// subscriptions once (hash joins, one pass over the sends) instead of
+/// probing indexes for every number of every page.
+const AUDIENCE: &str = "
+    SELECT sub.msisdn, m.language, s.timezone, COALESCE(sent.times, '{}')
+      FROM subscriptions sub
+      JOIN subscribers s ON s.msisdn = sub.msisdn
+      JOIN subscription_events e ON e.id = sub.event_id
+      LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
+      LEFT JOIN (SELECT msisdn, array_agg(gated_at) AS times FROM outbox
+                  WHERE program = $1::text AND kind = 'marketing'
+                    AND status IN ('sending', 'sent', 'delivered', 'undelivered', 'unknown')
+                    AND gated_at > $2
+                  GROUP BY msisdn) sent ON sent.msisdn = sub.msisdn
+     WHERE sub.program = $1::text AND sub.state = 'subscribed'
+     ORDER BY sub.msisdn";
+
+/// Opens the default audience of `program` (see [`AUDIENCE`]); read it
+/// with [`next_candidates`]. Inside the planning transaction.
+pub async fn audience(
+    tx: &deadpool_postgres::Transaction<'_>,
     program: &str,
     since: DateTime<Utc>,
-    after: &str,
-    limit: i64,
+) -> Result<tokio_postgres::Portal, DbError> {
+    let stmt = tx.prepare_cached(AUDIENCE).await?;
+    Ok(tx.bind(&stmt, &[&program, &since]).await?)
+}
+
+/// The next `n` candidates of an audience; fewer at its end.
+pub async fn next_candidates(
+    tx: &tokio_postgres::Transaction<'_>,
+    audience: &tokio_postgres::Portal,
+    n: i32,
 ) -> Result<Vec<Candidate>, DbError> {
-    let sql = format!(
-        "SELECT {CANDIDATE_COLUMNS}
-           FROM subscriptions sub
-           JOIN subscribers s ON s.msisdn = sub.msisdn
-           JOIN subscription_events e ON e.id = sub.event_id
-           LEFT JOIN inbound_messages m ON m.id = e.inbound_message_id
-          WHERE sub.program = $1::text AND sub.state = 'subscribed' AND sub.msisdn > $2::text
-          ORDER BY sub.msisdn
-          LIMIT $3"
-    );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&program, &after, &limit]).await?;
-    let mut page: Vec<Candidate> = rows.iter().map(candidate).collect::<Result<_, _>>()?;
-    if let (Some(first), Some(last)) = (page.first(), page.last()) {
-        let (first, last) = (first.msisdn.clone(), last.msisdn.clone());
-        let mut sends = marketing_sends(client, program, since, &first, &last).await?;
-        for c in &mut page {
-            if let Some(times) = sends.remove(&c.msisdn) {
-                c.marketing_sent = times;
-            }
-        }
-    }
-    Ok(page)
+    let rows = tx.query_portal(audience, n).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Candidate {
+                msisdn: get(r, 0)?,
+                subscribed: true,
+                language: get::<Option<Language>>(r, 1)?,
+                timezone: get(r, 2)?,
+                marketing_sent: get(r, 3)?,
+            })
+        })
+        .collect()
 }
 
 /// The named numbers, as far as they are known (a number never seen is
@@ -243,94 +267,103 @@ fn candidate(r: &tokio_postgres::Row) -> Result<Candidate, DbError> {
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub msisdn: String,
-    pub text: String,
     /// `planned` or `skipped`.
     pub status: &'static str,
-    pub next_attempt_at: DateTime<Utc>,
-    pub gate_reason: Option<&'static str>,
+    pub due_at: DateTime<Utc>,
+    pub reason: Option<&'static str>,
+    pub language: Language,
+    /// Only for a recipient with values of its own.
+    pub text: Option<String>,
 }
 
-/// Writes recipients of a new broadcast with one `COPY` (binary): no
-/// statement to parse per page, no conflict handling — a broadcast's
-/// numbers are distinct, and the unique index would refuse a second row.
-/// Inside the transaction that created the broadcast.
-pub async fn plan(
-    tx: &tokio_postgres::Transaction<'_>,
-    broadcast: &NewBroadcast<'_>,
+/// Writes the recipients of a new broadcast as they are decided, all with
+/// one `COPY` (binary): no statement to parse per page, no conflict
+/// handling — a broadcast's numbers are distinct, and the primary key
+/// would refuse a second row. Opened in the transaction that created the
+/// broadcast, which can run nothing else until [`RecipientWriter::finish`].
+pub struct RecipientWriter {
+    writer: std::pin::Pin<Box<tokio_postgres::binary_copy::BinaryCopyInWriter>>,
     id: i64,
     now: DateTime<Utc>,
-    rows: &[Planned],
-) -> Result<u64, DbError> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    let sink = tx
-        .copy_in(
-            "COPY outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
-                          next_attempt_at, gate_reason, gated_at, last_error)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    // Text for the domains and enums too: the server reads each column
-    // with its own type's input, and a label is its binary form.
-    let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    futures_util::pin_mut!(writer);
-    for r in rows {
-        let error =
-            (r.status == "skipped").then(|| format!("gate: {}", r.gate_reason.unwrap_or("")));
-        writer
-            .as_mut()
-            .write(&[
-                &r.msisdn,
-                &broadcast.shortcode,
-                &r.text,
-                &broadcast.sender,
-                &broadcast.kind,
-                &broadcast.program,
-                &id,
-                &r.status,
-                &r.next_attempt_at,
-                &r.gate_reason,
-                &now,
-                &error,
-            ])
-            .await?;
-    }
-    Ok(writer.finish().await?)
 }
 
-/// A planned row the claim took, with what the gate needs.
+impl RecipientWriter {
+    pub async fn open(
+        tx: &tokio_postgres::Transaction<'_>,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Self, DbError> {
+        use tokio_postgres::types::Type;
+        let sink = tx
+            .copy_in(
+                "COPY broadcast_recipients (broadcast_id, msisdn, status, due_at, reason,
+                                            language, text, decided_at)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        // Text for the domain and the enum too: the server reads each
+        // column with its own type's input, and a label is its binary form.
+        let types = [
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+        ];
+        Ok(Self {
+            writer: Box::pin(tokio_postgres::binary_copy::BinaryCopyInWriter::new(
+                sink, &types,
+            )),
+            id,
+            now,
+        })
+    }
+
+    pub async fn write(&mut self, rows: &[Planned]) -> Result<(), DbError> {
+        for r in rows {
+            self.writer
+                .as_mut()
+                .write(&[
+                    &self.id,
+                    &r.msisdn,
+                    &r.status,
+                    &r.due_at,
+                    &r.reason,
+                    &r.language.as_str(),
+                    &r.text,
+                    &self.now,
+                ])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the `COPY`: the number of rows written.
+    pub async fn finish(mut self) -> Result<u64, DbError> {
+        Ok(self.writer.as_mut().finish().await?)
+    }
+}
+
+/// A planned recipient the claim took, with what the gate needs.
 #[derive(Debug, Clone)]
 pub struct Due {
-    pub id: String,
+    pub broadcast: i64,
     pub msisdn: String,
     pub shortcode: String,
     pub text: String,
     pub sender: String,
-    pub kind: String,
+    pub kind: MessageKind,
     pub program: String,
-    pub broadcast: i64,
     pub send_at: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
     pub policy: Value,
-    pub attempts: i32,
 }
 
-/// Locks up to `limit` due planned rows of active broadcasts (skipping
-/// rows another dispatcher holds). Inside a transaction.
+/// Locks up to `limit` due planned recipients of active broadcasts
+/// (skipping those another dispatcher holds). Inside a transaction.
 pub async fn take_due(
     client: &impl GenericClient,
     limit: i64,
@@ -338,31 +371,32 @@ pub async fn take_due(
 ) -> Result<Vec<Due>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT o.id::text, o.msisdn, o.shortcode, o.text, o.sender, o.kind::text, o.program,
-                    b.id, b.send_at, b.valid_until, b.policy, o.attempts
-               FROM outbox o JOIN broadcasts b ON b.id = o.broadcast_id
-              WHERE o.status = 'planned' AND o.next_attempt_at <= $2 AND b.status = 'active'
-              ORDER BY o.next_attempt_at
+            "SELECT r.broadcast_id, r.msisdn, b.shortcode,
+                    COALESCE(r.text, b.messages ->> r.language::text), b.sender, b.kind,
+                    b.program, b.send_at, b.valid_until, b.policy
+               FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
+              WHERE r.status = 'planned' AND r.due_at <= $2 AND b.status = 'active'
+              ORDER BY r.due_at
               LIMIT $1
-              FOR UPDATE OF o SKIP LOCKED",
+              FOR UPDATE OF r SKIP LOCKED",
         )
         .await?;
     let rows = client.query(&stmt, &[&limit, &now]).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {
-                id: get(r, 0)?,
+                broadcast: get(r, 0)?,
                 msisdn: get(r, 1)?,
                 shortcode: get(r, 2)?,
-                text: get(r, 3)?,
+                text: get::<Option<String>>(r, 3)?.ok_or_else(|| {
+                    DbError::Decode("a broadcast recipient without a text in its language".into())
+                })?,
                 sender: get(r, 4)?,
                 kind: get(r, 5)?,
                 program: get(r, 6)?,
-                broadcast: get(r, 7)?,
-                send_at: get(r, 8)?,
-                valid_until: get(r, 9)?,
-                policy: get(r, 10)?,
-                attempts: get(r, 11)?,
+                send_at: get(r, 7)?,
+                valid_until: get(r, 8)?,
+                policy: get(r, 9)?,
             })
         })
         .collect()
@@ -480,65 +514,113 @@ pub enum Gated {
     },
 }
 
-/// Writes the decisions of a claim, in one statement: sends are leased to
-/// `owner` (and counted from now toward the cap), deferrals wait, skips
-/// end the row.
+/// A recipient the gate let go, now a leased outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub broadcast: i64,
+    pub msisdn: String,
+    /// The outbox row's id.
+    pub id: String,
+    /// Including this one.
+    pub attempts: i32,
+}
+
+/// Writes the decisions of a claim, in one statement: a recipient the gate
+/// lets go becomes an outbox row leased to `owner` (counted from `now`
+/// toward the cap; a retried one's row is leased again), a deferred one
+/// waits, a skipped one ends (with its retried row, if any).
 pub async fn decide(
     client: &impl GenericClient,
     owner: &str,
     lease: std::time::Duration,
     now: DateTime<Utc>,
-    decisions: &[(&str, Gated)],
-) -> Result<(), DbError> {
+    decisions: &[(&Due, Gated)],
+) -> Result<Vec<Released>, DbError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE outbox o
-                SET status = v.status::outbox_status,
-                    lease_owner = CASE WHEN v.status = 'sending' THEN $1 END,
-                    lease_expires_at = CASE WHEN v.status = 'sending'
-                        THEN now() + make_interval(secs => $2) END,
-                    attempts = o.attempts + CASE WHEN v.status = 'sending' THEN 1 ELSE 0 END,
-                    next_attempt_at = COALESCE(v.at, o.next_attempt_at),
-                    gate_reason = v.reason,
-                    gated_at = $7,
-                    last_error = CASE WHEN v.status = 'skipped' THEN 'gate: ' || v.reason
-                                      ELSE o.last_error END,
-                    updated_at = now()
-               FROM unnest($3::text[], $4::text[], $5::timestamptz[], $6::text[])
-                    AS v(id, status, at, reason)
-              WHERE o.id = v.id::uuid AND o.status = 'planned'",
+            "WITH v AS (
+                 SELECT * FROM unnest($3::int8[], $4::text[], $5::text[], $6::timestamptz[],
+                                      $7::text[], $8::text[])
+                          AS v(broadcast_id, msisdn, verdict, at, reason, text)
+             ), recipients AS (
+                 UPDATE broadcast_recipients r
+                    SET status = CASE v.verdict WHEN 'send' THEN 'released'
+                                                WHEN 'skip' THEN 'skipped'
+                                                ELSE 'planned' END::recipient_status,
+                        due_at = COALESCE(v.at, r.due_at), reason = v.reason, decided_at = $9
+                   FROM v
+                  WHERE r.broadcast_id = v.broadcast_id AND r.msisdn = v.msisdn
+                    AND r.status = 'planned'
+             ), retried_skipped AS (
+                 UPDATE outbox o
+                    SET status = 'skipped', gate_reason = v.reason, gated_at = $9,
+                        last_error = 'gate: ' || v.reason, updated_at = now()
+                   FROM v
+                  WHERE v.verdict = 'skip' AND o.broadcast_id = v.broadcast_id
+                    AND o.msisdn = v.msisdn AND o.status = 'planned'
+             )
+             INSERT INTO outbox AS o (msisdn, shortcode, text, sender, kind, program, broadcast_id,
+                                      status, lease_owner, lease_expires_at, attempts,
+                                      next_attempt_at, gated_at)
+             SELECT v.msisdn, b.shortcode, v.text, b.sender, b.kind, b.program, b.id, 'sending',
+                    $1, now() + make_interval(secs => $2), 1, $9, $9
+               FROM v JOIN broadcasts b ON b.id = v.broadcast_id
+              WHERE v.verdict = 'send'
+             ON CONFLICT (broadcast_id, msisdn) WHERE broadcast_id IS NOT NULL
+             DO UPDATE SET status = 'sending', lease_owner = EXCLUDED.lease_owner,
+                           lease_expires_at = EXCLUDED.lease_expires_at,
+                           attempts = o.attempts + 1, gate_reason = NULL,
+                           gated_at = EXCLUDED.gated_at, updated_at = now()
+                     WHERE o.status = 'planned'
+             RETURNING o.broadcast_id, o.msisdn, o.id::text, o.attempts",
         )
         .await?;
-    let mut ids = Vec::with_capacity(decisions.len());
-    let mut statuses = Vec::with_capacity(decisions.len());
-    let mut at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(decisions.len());
-    let mut reasons: Vec<Option<&str>> = Vec::with_capacity(decisions.len());
-    for (id, d) in decisions {
-        ids.push(*id);
-        let (status, when, reason) = match d {
-            Gated::Send => ("sending", None, None),
-            Gated::Defer { at, reason } => ("planned", Some(*at), Some(*reason)),
-            Gated::Skip { reason } => ("skipped", None, Some(*reason)),
+    let n = decisions.len();
+    let mut broadcasts = Vec::with_capacity(n);
+    let mut numbers = Vec::with_capacity(n);
+    let mut verdicts = Vec::with_capacity(n);
+    let mut at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut reasons: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut texts: Vec<Option<&str>> = Vec::with_capacity(n);
+    for (due, d) in decisions {
+        broadcasts.push(due.broadcast);
+        numbers.push(due.msisdn.as_str());
+        let (verdict, when, reason, text) = match d {
+            Gated::Send => ("send", None, None, Some(due.text.as_str())),
+            Gated::Defer { at, reason } => ("defer", Some(*at), Some(*reason), None),
+            Gated::Skip { reason } => ("skip", None, Some(*reason), None),
         };
-        statuses.push(status);
+        verdicts.push(verdict);
         at.push(when);
         reasons.push(reason);
+        texts.push(text);
     }
-    client
-        .execute(
+    let rows = client
+        .query(
             &stmt,
             &[
                 &owner,
                 &lease.as_secs_f64(),
-                &ids,
-                &statuses,
+                &broadcasts,
+                &numbers,
+                &verdicts,
                 &at,
                 &reasons,
+                &texts,
                 &now,
             ],
         )
         .await?;
-    Ok(())
+    rows.iter()
+        .map(|r| {
+            Ok(Released {
+                broadcast: get(r, 0)?,
+                msisdn: get(r, 1)?,
+                id: get(r, 2)?,
+                attempts: get(r, 3)?,
+            })
+        })
+        .collect()
 }
 
 /// A broadcast as staff see it.
@@ -621,10 +703,16 @@ pub struct Progress {
 pub async fn progress(client: &impl GenericClient, id: i64) -> Result<Progress, DbError> {
     let counts = client
         .prepare_cached(
-            "SELECT status::text, CASE WHEN status IN ('planned', 'skipped') THEN gate_reason END,
-                    count(*)
-               FROM outbox WHERE broadcast_id = $1
-              GROUP BY 1, 2 ORDER BY 1, 2",
+            // A recipient the gate let go is counted by its outbox row; a
+            // retried one waiting again (`planned`) or skipped, by its own.
+            "SELECT status::text, reason, count(*) FROM broadcast_recipients
+              WHERE broadcast_id = $1 AND status <> 'released'
+              GROUP BY 1, 2
+             UNION ALL
+             SELECT status::text, NULL, count(*) FROM outbox
+              WHERE broadcast_id = $1 AND status NOT IN ('planned', 'skipped')
+              GROUP BY 1
+             ORDER BY 1, 2",
         )
         .await?;
     let mut p = Progress::default();
@@ -641,7 +729,7 @@ pub async fn progress(client: &impl GenericClient, id: i64) -> Result<Progress, 
                      WHERE o.broadcast_id = $1 AND o.sent_at IS NOT NULL),
                     (SELECT min(sent_at) FROM outbox WHERE broadcast_id = $1),
                     (SELECT max(sent_at) FROM outbox WHERE broadcast_id = $1),
-                    (SELECT min(next_attempt_at) FROM outbox
+                    (SELECT min(due_at) FROM broadcast_recipients
                       WHERE broadcast_id = $1 AND status = 'planned')",
         )
         .await?;
@@ -677,12 +765,22 @@ pub async fn recipients(
 ) -> Result<Vec<Recipient>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT msisdn, status::text, gate_reason, gated_at, next_attempt_at, sent_at,
-                    delivered_at, last_error, text
-               FROM outbox
-              WHERE broadcast_id = $1 AND msisdn > $3::text
-                AND ($2::text IS NULL OR status::text = $2)
-              ORDER BY msisdn LIMIT $4",
+            "SELECT r.msisdn, x.status, x.reason, x.decided_at, x.next_at, o.sent_at, o.delivered_at,
+                    o.last_error, COALESCE(o.text, r.text, b.messages ->> r.language::text, '')
+               FROM broadcast_recipients r
+               JOIN broadcasts b ON b.id = r.broadcast_id
+               LEFT JOIN outbox o ON o.broadcast_id = r.broadcast_id AND o.msisdn = r.msisdn
+               CROSS JOIN LATERAL (SELECT
+                    CASE WHEN r.status = 'released' THEN o.status::text ELSE r.status::text END
+                        AS status,
+                    CASE WHEN r.status = 'released' THEN o.gate_reason ELSE r.reason END AS reason,
+                    CASE WHEN r.status = 'released' THEN o.gated_at ELSE r.decided_at END
+                        AS decided_at,
+                    CASE WHEN r.status = 'released' THEN o.next_attempt_at ELSE r.due_at END
+                        AS next_at) x
+              WHERE r.broadcast_id = $1 AND r.msisdn > $3::text
+                AND ($2::text IS NULL OR x.status = $2)
+              ORDER BY r.msisdn LIMIT $4",
         )
         .await?;
     let rows = client.query(&stmt, &[&id, &status, &after, &limit]).await?;
@@ -721,6 +819,11 @@ pub async fn set_status(
                   WHERE id = $1 AND status <> 'cancelled' AND status::text <> $2::text
                  RETURNING id
              ), skipped AS (
+                 UPDATE broadcast_recipients SET status = 'skipped', reason = 'cancelled',
+                                                 decided_at = now()
+                  WHERE broadcast_id = $1 AND status = 'planned' AND $2::text = 'cancelled'
+                    AND EXISTS (SELECT 1 FROM changed)
+             ), retried_skipped AS (
                  UPDATE outbox SET status = 'skipped', gate_reason = 'cancelled',
                                    last_error = 'broadcast cancelled', updated_at = now()
                   WHERE broadcast_id = $1 AND status = 'planned' AND $2::text = 'cancelled'

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
+use super::types::get;
 use super::DbError;
 use crate::gateways::{Delivery, ReceiptKey};
+use crate::staff::view::SentKind;
 
 /// A leased reply.
 #[derive(Debug, Clone)]
@@ -22,7 +24,8 @@ pub struct Claimed {
     pub shortcode: String,
     pub text: String,
     pub sender: String,
-    pub kind: String,
+    /// A reply's kind, or a broadcast's.
+    pub kind: SentKind,
     pub program: Option<String>,
     pub in_reply_to: Option<String>,
     /// Including this one.
@@ -96,23 +99,24 @@ pub async fn claim(
     let rows = client
         .query(&stmt, &[&owner, &limit, &lease.as_secs_f64()])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Claimed {
-            id: r.get(0),
-            msisdn: r.get(1),
-            shortcode: r.get(2),
-            text: r.get(3),
-            sender: r.get(4),
-            kind: r.get(5),
-            program: r.get(6),
-            in_reply_to: r.get(7),
-            attempts: r.get(8),
-            opted_out_since: r.get(9),
-            possibly_sent: r.get(10),
-            uncertain_attempts: r.get(11),
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: get(r, 0)?,
+                msisdn: get(r, 1)?,
+                shortcode: get(r, 2)?,
+                text: get(r, 3)?,
+                sender: get(r, 4)?,
+                kind: get(r, 5)?,
+                program: get(r, 6)?,
+                in_reply_to: get(r, 7)?,
+                attempts: get(r, 8)?,
+                opted_out_since: get(r, 9)?,
+                possibly_sent: get(r, 10)?,
+                uncertain_attempts: get(r, 11)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Where a leased row goes next.
@@ -190,12 +194,12 @@ const FINISH: &str = "
                         CASE WHEN v.nth > 1 THEN v.first_id END) AS holder
           FROM v
          WHERE v.provider_id IS NOT NULL
-    )
+    ), done AS (
     UPDATE outbox o
        SET status = CASE
                WHEN v.status <> 'retry' THEN v.status
                WHEN o.attempts >= v.max_attempts THEN 'dead'
-               -- A broadcast message waits for the gate again.
+               -- A broadcast message waits for the gate again (below).
                WHEN o.broadcast_id IS NOT NULL THEN 'planned'
                ELSE 'queued' END::outbox_status,
            sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,
@@ -212,7 +216,17 @@ const FINISH: &str = "
            lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
       FROM v LEFT JOIN taken t ON t.id = v.id
      WHERE o.id = v.id AND o.status = 'sending' AND o.lease_owner = $1
-    RETURNING o.id::text, v.provider_id, t.holder::text";
+    RETURNING o.id, o.status, o.broadcast_id, o.msisdn, o.next_attempt_at, v.provider_id, t.holder
+    ), regate AS (
+        -- Its recipient is planned again, for the claim to ask the gate
+        -- (a STOP, the window, the expiry may have changed meanwhile).
+        UPDATE broadcast_recipients r
+           SET status = 'planned', due_at = d.next_attempt_at, reason = 'retry',
+               decided_at = now()
+          FROM done d
+         WHERE d.status = 'planned' AND r.broadcast_id = d.broadcast_id AND r.msisdn = d.msisdn
+    )
+    SELECT id::text, provider_id, holder::text FROM done";
 
 pub async fn finish_all(
     client: &impl GenericClient,

@@ -255,6 +255,25 @@ const TIMELINE: &str = r#"
                  OR (o.created_at, 2, o.id::text COLLATE "C") < ($2, $3, $4 COLLATE "C"))
           ORDER BY o.created_at DESC, o.id DESC
           LIMIT $5)
+        UNION ALL
+        -- A broadcast's recipient the gate has not let go (waiting, or
+        -- skipped with its reason) has no outbox row yet.
+        (SELECT 'reply', r.decided_at, 2, 'broadcast-' || lpad(r.broadcast_id::text, 20, '0'),
+                NULL, 'broadcast-' || r.broadcast_id, NULL, NULL,
+                COALESCE(r.text, b.messages ->> r.language::text, ''), NULL,
+                b.program, NULL, NULL, NULL, NULL, NULL, r.reason,
+                r.broadcast_id, b.kind::text, b.sender, 0, r.status::text,
+                NULL, NULL, CASE WHEN r.status = 'skipped' THEN 'gate: ' || r.reason END
+           FROM broadcasts b
+           JOIN broadcast_recipients r ON r.broadcast_id = b.id AND r.msisdn = $1
+          WHERE r.status <> 'released'
+            AND NOT EXISTS (SELECT 1 FROM outbox o
+                             WHERE o.broadcast_id = r.broadcast_id AND o.msisdn = r.msisdn)
+            AND ($2::timestamptz IS NULL
+                 OR (r.decided_at, 2, ('broadcast-' || lpad(r.broadcast_id::text, 20, '0')) COLLATE "C")
+                    < ($2, $3, $4 COLLATE "C"))
+          ORDER BY r.decided_at DESC, r.broadcast_id DESC
+          LIMIT $5)
     ) t
     ORDER BY at DESC, rank DESC, key COLLATE "C" DESC
     LIMIT $5"#;

@@ -84,6 +84,7 @@ macro_rules! label {
 label!(State, "subscription_state", State::ALL);
 label!(Action, "message_action", Action::ALL);
 label!(ReplyKind, "reply_kind", ReplyKind::ALL);
+label!(MessageKind, "reply_kind", MessageKind::ALL);
 label!(Delivery, "outbox_status", Delivery::ALL);
 label!(Language, "text", Language::ALL);
 label!(Outcome, "text", Outcome::ALL);

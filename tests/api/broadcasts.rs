@@ -244,7 +244,9 @@ async fn a_broadcast_to_10000_of_whom_1000_unsubscribed_and_500_at_their_cap_giv
         .db()
         .await
         .query_one(
-            "SELECT text FROM outbox WHERE broadcast_id = $1 AND msisdn = $2",
+            "SELECT COALESCE(r.text, b.messages ->> r.language::text)
+               FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
+              WHERE r.broadcast_id = $1 AND r.msisdn = $2",
             &[&plan["id"].as_i64().unwrap(), &number(600)],
         )
         .await
@@ -301,8 +303,11 @@ async fn a_recipient_who_sends_stop_mid_broadcast_gets_nothing_more_but_the_good
         .db()
         .await
         .query(
-            "SELECT kind::text, status::text, gate_reason FROM outbox WHERE msisdn = $1
-              ORDER BY created_at",
+            "SELECT b.kind::text, r.status::text, r.reason
+               FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
+              WHERE r.msisdn = $1
+             UNION ALL
+             SELECT kind::text, status::text, gate_reason FROM outbox WHERE msisdn = $1",
             &[&number(1)],
         )
         .await
@@ -319,7 +324,8 @@ async fn a_recipient_who_sends_stop_mid_broadcast_gets_nothing_more_but_the_good
                 Some("not_subscribed".into())
             ),
             ("goodbye".into(), "sent".into(), None),
-        ]
+        ],
+        "the gate's decision is kept on the recipient; only the goodbye was queued"
     );
 
     // The decision is evidence in the number's timeline.
@@ -387,7 +393,10 @@ async fn two_overlapping_broadcasts_and_two_dispatchers_never_exceed_a_cap() {
     assert_eq!(over, 0, "nobody got two messages under a cap of one");
     assert_eq!(
         rig.app
-            .count("SELECT count(*) FROM outbox WHERE status = 'skipped' AND gate_reason = 'cap_reached'")
+            .count(
+                "SELECT count(*) FROM broadcast_recipients
+                  WHERE status = 'skipped' AND reason = 'cap_reached'"
+            )
             .await,
         300
     );
@@ -530,7 +539,7 @@ async fn a_retried_create_is_the_same_broadcast_and_a_reused_key_is_refused() {
     assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 1);
     assert_eq!(
         rig.app
-            .count("SELECT count(*) FROM outbox WHERE broadcast_id IS NOT NULL")
+            .count("SELECT count(*) FROM broadcast_recipients")
             .await,
         4
     );
@@ -571,6 +580,12 @@ async fn a_dry_run_counts_and_stores_nothing() {
     );
     assert_eq!(rig.app.count("SELECT count(*) FROM broadcasts").await, 0);
     assert_eq!(rig.app.count("SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(
+        rig.app
+            .count("SELECT count(*) FROM broadcast_recipients")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -878,10 +893,10 @@ async fn a_broadcast_the_claim_cannot_read_does_not_hold_the_replies_back() {
                          sha256('x'), 1)
                  RETURNING id
              )
-             INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id,
-                                 status, next_attempt_at)
-             SELECT $1::text, '3344', 'Toko Maju: x', 'log', 'marketing', 'default', b.id, 'planned',
-                    now() - interval '1 minute'
+             INSERT INTO broadcast_recipients (broadcast_id, msisdn, status, due_at, language,
+                                               text, decided_at)
+             SELECT b.id, $1::text, 'planned', now() - interval '1 minute', 'id', 'Toko Maju: x',
+                    now()
                FROM b",
             &[&number(0)],
         )
@@ -903,4 +918,102 @@ async fn a_broadcast_the_claim_cannot_read_does_not_hold_the_replies_back() {
         0,
         "nothing left leased"
     );
+}
+
+/// A broadcast message the provider turns away for now is not simply sent
+/// again: its recipient is planned once more and the gate asks again, so a
+/// STOP in the meantime ends it, and the one still subscribed gets it on
+/// the same outbox row (same Idempotency-Key), counted once.
+#[tokio::test]
+async fn a_broadcast_message_the_provider_refused_for_now_goes_back_through_the_gate() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+        .up_to_n_times(2)
+        .mount(&sink)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    let reply_url = format!("{}/sms", sink.uri());
+    let rig = Rig::new(|s| {
+        s.shortcodes[0].reply_via = "generic".into();
+        s.gateways.generic.as_mut().unwrap().reply_url = Some(reply_url.clone());
+        // The retry's backoff is counted by the database's clock: keep the
+        // app's at the real time, with a window open all day.
+        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
+    })
+    .await;
+    rig.app.clock.set(Utc::now());
+    rig.subscribe(0, 2, "subscribed").await;
+    let plan = rig
+        .created("retried", &promo(Utc::now() + Duration::days(1)))
+        .await;
+    let id = plan["id"].as_i64().unwrap();
+    assert_eq!(rig.dispatch().await, 2);
+    let waiting = rig.show(id).await;
+    assert_eq!(waiting["waiting"]["retry"], 2, "{waiting}");
+    assert_eq!(rig.sent().await, 0);
+
+    // The generic sink answers the STOP's goodbye with a 200.
+    rig.app.text(&number(1), "STOP").await;
+    rig.app
+        .db()
+        .await
+        .execute(
+            "UPDATE broadcast_recipients SET due_at = $1 WHERE status = 'planned'",
+            &[&rig.app.clock.now()],
+        )
+        .await
+        .unwrap();
+    rig.dispatch().await;
+
+    let done = rig.show(id).await;
+    assert_eq!(done["by_status"]["sent"], 1, "{done}");
+    assert_eq!(done["skipped"]["not_subscribed"], 1, "{done}");
+    assert_eq!(
+        done["by_status"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_i64().unwrap())
+            .sum::<i64>(),
+        2,
+        "each recipient counted once: {done}"
+    );
+    let rows: Vec<(String, String, i32)> = rig
+        .app
+        .db()
+        .await
+        .query(
+            "SELECT msisdn, status::text, attempts FROM outbox
+              WHERE broadcast_id = $1 ORDER BY msisdn",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (number(0), "sent".to_owned(), 2),
+            (number(1), "skipped".to_owned(), 1)
+        ]
+    );
+    let keys: Vec<String> = sink
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(&number(0)))
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 2, "tried twice");
+    assert_eq!(keys[0], keys[1], "as one message");
 }

@@ -343,8 +343,9 @@ async fn the_broadcasts_page_shows_progress_and_skip_reasons_and_marketing_canno
                      '{}', 'campaigns', 'k', sha256('x'), 2)
              RETURNING id
          )
-         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status, gate_reason)
-         SELECT n, '3344', 'keyward: promo', 'log', 'marketing', 'default', b.id, s::outbox_status, r
+         INSERT INTO broadcast_recipients (broadcast_id, msisdn, status, due_at, reason, language,
+                                           text, decided_at)
+         SELECT b.id, n, s::recipient_status, now(), r, 'id', 'keyward: promo', now()
            FROM b, (VALUES ('+6281234567890', 'planned', 'window'),
                            ('+6281234567891', 'skipped', 'cap_reached')) AS v(n, s, r)",
         &[],

@@ -77,6 +77,37 @@ async fn the_consent_ledger_refuses_update_delete_and_truncate() {
     assert_eq!(count, 1);
 }
 
+/// Recipients name their broadcast without a foreign key (its per-row
+/// check was half of planning's cost): a broadcast is never deleted.
+#[tokio::test]
+async fn a_broadcast_with_its_recipients_cannot_be_deleted_or_truncated() {
+    let client = connect(&fresh_database().await).await;
+    client
+        .batch_execute(
+            "INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
+                                     policy, created_by, idempotency_key, request_sha256,
+                                     recipients)
+             VALUES ('promo', 'marketing', '{}', '3344', 'log', now(), now() + interval '1 day',
+                     '{}', 'seed', 'k', sha256('x'), 1);
+             INSERT INTO broadcast_recipients (broadcast_id, msisdn, status, due_at, language,
+                                               decided_at)
+             SELECT id, '+6281234567890', 'planned', now(), 'id', now() FROM broadcasts;",
+        )
+        .await
+        .unwrap();
+    for sql in ["DELETE FROM broadcasts", "TRUNCATE broadcasts CASCADE"] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert!(
+            err.as_db_error().unwrap().message().contains("evidence"),
+            "{sql}: {err}"
+        );
+    }
+    let skipped_without_reason = client
+        .batch_execute("UPDATE broadcast_recipients SET status = 'skipped'")
+        .await;
+    assert!(skipped_without_reason.is_err(), "a skip says why");
+}
+
 #[tokio::test]
 async fn a_subscription_must_match_the_state_of_the_event_it_names() {
     let client = connect(&fresh_database().await).await;

@@ -32,8 +32,11 @@ CREATE TABLE broadcast_recipients (
     CHECK (status <> 'skipped' OR reason IS NOT NULL),
     CHECK (text IS NOT NULL OR language IS NOT NULL)
 );
--- What the claim reads, in due order.
-CREATE INDEX broadcast_recipients_due_idx ON broadcast_recipients (due_at)
+-- What the claim reads: each active broadcast's due recipients, in due
+-- order. Led by the broadcast, so that a paused broadcast's million due
+-- recipients cost the claim nothing (with `(due_at)` alone, every claim
+-- stepped over all of them: 288 ms per claim with 200,000 paused).
+CREATE INDEX broadcast_recipients_due_idx ON broadcast_recipients (broadcast_id, due_at)
     WHERE status = 'planned';
 
 CREATE FUNCTION broadcasts_are_kept() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -364,6 +364,9 @@ pub struct Due {
 
 /// Locks up to `limit` due planned recipients of active broadcasts
 /// (skipping those another dispatcher holds). Inside a transaction.
+///
+/// Every broadcast not paused or cancelled stays `active` once sent out:
+/// each costs the claim one probe of an empty index range.
 pub async fn take_due(
     client: &impl GenericClient,
     limit: i64,
@@ -371,14 +374,21 @@ pub async fn take_due(
 ) -> Result<Vec<Due>, DbError> {
     let stmt = client
         .prepare_cached(
-            "SELECT r.broadcast_id, r.msisdn, b.shortcode,
+            // Broadcast by broadcast (a paused one is never looked into),
+            // each in due order; rows are locked only as the limit takes
+            // them.
+            "SELECT b.id, r.msisdn, b.shortcode,
                     COALESCE(r.text, b.messages ->> r.language::text), b.sender, b.kind,
                     b.program, b.send_at, b.valid_until, b.policy
-               FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id
-              WHERE r.status = 'planned' AND r.due_at <= $2 AND b.status = 'active'
-              ORDER BY r.due_at
-              LIMIT $1
-              FOR UPDATE OF r SKIP LOCKED",
+               FROM broadcasts b
+              CROSS JOIN LATERAL (
+                    SELECT r.msisdn, r.text, r.language FROM broadcast_recipients r
+                     WHERE r.broadcast_id = b.id AND r.status = 'planned' AND r.due_at <= $2
+                     ORDER BY r.due_at
+                     LIMIT $1
+                     FOR UPDATE SKIP LOCKED) r
+              WHERE b.status = 'active'
+              LIMIT $1",
         )
         .await?;
     let rows = client.query(&stmt, &[&limit, &now]).await?;

@@ -835,6 +835,7 @@ pub async fn claim(
                 opted_out_since: false,
                 possibly_sent: false,
                 uncertain_attempts: 0,
+                broadcast_ended: false,
             })
         })
         .collect();

@@ -295,6 +295,10 @@ impl Dispatcher {
                 why.push_str(" (an earlier attempt may have reached it)");
             }
             ("cancelled", Next::Cancelled { why })
+        } else if row.broadcast_ended {
+            let why = "its broadcast ended (valid_until passed, or cancelled) before it went again"
+                .to_owned();
+            ("cancelled", Next::Cancelled { why })
         } else if row.possibly_sent && !self.may_send_again(&row) {
             let what = format!("lease expired while sending (attempt {})", row.attempts - 1);
             ("unknown", self.unknown(&row, &what))

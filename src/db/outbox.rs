@@ -39,6 +39,10 @@ pub struct Claimed {
     pub possibly_sent: bool,
     /// Earlier attempts that ended `unknown`.
     pub uncertain_attempts: i32,
+    /// A broadcast message whose broadcast has ended since the gate let it
+    /// go (`valid_until` passed, or cancelled): taken over after a lease
+    /// expired, it must not go again.
+    pub broadcast_ended: bool,
 }
 
 /// Leases first replies whose lease expired (their dispatcher died, or
@@ -87,7 +91,11 @@ pub const CLAIM: &str = "
                     JOIN subscription_events e ON e.id = s.event_id
                    WHERE s.msisdn = o.msisdn AND s.program = o.program
                      AND s.state = 'unsubscribed' AND e.recorded_at > o.created_at),
-              due.possibly_sent, o.uncertain_attempts";
+              due.possibly_sent, o.uncertain_attempts,
+              o.broadcast_id IS NOT NULL AND EXISTS (
+                  SELECT 1 FROM broadcasts b
+                   WHERE b.id = o.broadcast_id
+                     AND (b.valid_until <= now() OR b.status = 'cancelled'))";
 
 pub async fn claim(
     client: &impl GenericClient,
@@ -114,6 +122,7 @@ pub async fn claim(
                 opted_out_since: get(r, 9)?,
                 possibly_sent: get(r, 10)?,
                 uncertain_attempts: get(r, 11)?,
+                broadcast_ended: get(r, 12)?,
             })
         })
         .collect()

@@ -1017,3 +1017,72 @@ async fn a_broadcast_message_the_provider_refused_for_now_goes_back_through_the_
     assert_eq!(keys.len(), 2, "tried twice");
     assert_eq!(keys[0], keys[1], "as one message");
 }
+
+/// A broadcast message whose dispatcher died mid-send is taken over when
+/// its lease expires — but not sent again once its broadcast has ended:
+/// yesterday's promotion does not go out late, even to finish a send.
+#[tokio::test]
+async fn a_message_taken_over_after_its_broadcast_ended_is_cancelled_not_sent() {
+    let rig = Rig::new(|s| {
+        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
+    })
+    .await;
+    rig.app.clock.set(Utc::now());
+    rig.subscribe(0, 2, "subscribed").await;
+    let plan = rig
+        .created("ended", &promo(Utc::now() + Duration::hours(1)))
+        .await;
+    let id = plan["id"].as_i64().unwrap();
+    // Both were let go by a dispatcher that died while sending: taken
+    // over while the broadcast runs, they go.
+    let db = rig.app.db().await;
+    db.batch_execute(&format!(
+        "UPDATE broadcast_recipients SET status = 'released' WHERE broadcast_id = {id};
+         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
+                             lease_owner, lease_expires_at, attempts, gated_at)
+         SELECT msisdn, '3344', 'Toko Maju: promo', 'log', 'marketing', 'default', broadcast_id,
+                'sending', 'dead', now() - interval '1 minute', 1, now()
+           FROM broadcast_recipients WHERE broadcast_id = {id};"
+    ))
+    .await
+    .unwrap();
+    rig.dispatch().await;
+    assert_eq!(rig.sent().await, 2, "taken over and sent while it is valid");
+
+    // The same with a second broadcast that has ended meanwhile.
+
+    let later = rig
+        .created("ended-2", &promo(Utc::now() + Duration::hours(1)))
+        .await;
+    let later = later["id"].as_i64().unwrap();
+    db.batch_execute(&format!(
+        "UPDATE broadcast_recipients SET status = 'released' WHERE broadcast_id = {later};
+         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
+                             lease_owner, lease_expires_at, attempts, gated_at)
+         SELECT msisdn, '3344', 'Toko Maju: promo', 'log', 'marketing', 'default', broadcast_id,
+                'sending', 'dead', now() - interval '1 minute', 1, now()
+           FROM broadcast_recipients WHERE broadcast_id = {later};
+         UPDATE broadcasts SET send_at = now() - interval '2 hours',
+                               valid_until = now() - interval '1 minute'
+          WHERE id = {later};"
+    ))
+    .await
+    .unwrap();
+    rig.dispatch().await;
+    let rows: Vec<(String, String)> = db
+        .query(
+            "SELECT status::text, last_error FROM outbox WHERE broadcast_id = $1",
+            &[&later],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (status, error) in &rows {
+        assert_eq!(status, "cancelled", "{rows:?}");
+        assert!(error.contains("broadcast ended"), "{rows:?}");
+    }
+    assert_eq!(rig.sent().await, 2, "nothing more went");
+}

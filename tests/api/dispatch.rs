@@ -706,7 +706,9 @@ async fn a_claim_reads_only_the_head_of_a_large_backlog() {
         .map(|r| r.get(0))
         .collect();
     let plan = plan.join("\n");
-    assert!(!plan.contains("Seq Scan"), "{plan}");
+    // (The few rows of `broadcasts`, looked up for a broadcast message
+    // only, may be scanned: they are not the backlog.)
+    assert!(!plan.contains("Seq Scan on outbox"), "{plan}");
     assert!(!plan.contains("Sort"), "{plan}");
 
     // And it takes the longest-waiting replies first.

@@ -170,6 +170,8 @@ pub enum TimelineItem {
     },
     /// A reply queued to the number, with its delivery status.
     Reply {
+        /// The outbox id; `broadcast-<id>` for a broadcast's message the
+        /// gate has not let go (planned, or skipped), which has none yet.
         id: String,
         at: DateTime<Utc>,
         /// A reply's kind (`welcome`, `goodbye`…) or a broadcast's

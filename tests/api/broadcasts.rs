@@ -56,6 +56,23 @@ impl Rig {
         }
     }
 
+    /// A rig on the real clock with the program's window open all day
+    /// (for what the database's clock decides: leases, backoff), sending
+    /// through the generic gateway to `sink` when one is given.
+    async fn all_day(sink: Option<&str>, customise: impl FnOnce(&mut Settings)) -> Self {
+        let rig = Rig::new(|s| {
+            if let Some(sink) = sink {
+                s.shortcodes[0].reply_via = "generic".into();
+                s.gateways.generic.as_mut().unwrap().reply_url = Some(format!("{sink}/sms"));
+            }
+            s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
+            customise(s);
+        })
+        .await;
+        rig.app.clock.set(Utc::now());
+        rig
+    }
+
     fn dispatcher(&self) -> Arc<Dispatcher> {
         let pool = keyward::db::pool(self.app.db.clone(), 4).unwrap();
         Arc::new(
@@ -707,17 +724,13 @@ async fn a_dispatcher_killed_mid_broadcast_loses_nobody_and_sends_nobody_twice()
         .mount(&sink)
         .await;
     let reply_url = format!("{}/sms", sink.uri());
-    let rig = Rig::new(|s| {
-        s.shortcodes[0].reply_via = "generic".into();
-        s.gateways.generic.as_mut().unwrap().reply_url = Some(reply_url.clone());
-        // Open all day: the dispatcher process reads the real clock.
-        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
+    // Open all day: the dispatcher process reads the real clock.
+    let rig = Rig::all_day(Some(&sink.uri()), |s| {
         s.dispatch.lease_secs = 3;
         s.dispatch.http_timeout_secs = 1;
         s.dispatch.batch_size = 10;
     })
     .await;
-    rig.app.clock.set(Utc::now());
     rig.subscribe(0, 200, "subscribed").await;
     let plan = rig
         .created("killed", &promo(Utc::now() + Duration::days(1)))
@@ -939,16 +952,8 @@ async fn a_broadcast_message_the_provider_refused_for_now_goes_back_through_the_
         .respond_with(ResponseTemplate::new(200))
         .mount(&sink)
         .await;
-    let reply_url = format!("{}/sms", sink.uri());
-    let rig = Rig::new(|s| {
-        s.shortcodes[0].reply_via = "generic".into();
-        s.gateways.generic.as_mut().unwrap().reply_url = Some(reply_url.clone());
-        // The retry's backoff is counted by the database's clock: keep the
-        // app's at the real time, with a window open all day.
-        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
-    })
-    .await;
-    rig.app.clock.set(Utc::now());
+    // The retry's backoff is counted by the database's clock.
+    let rig = Rig::all_day(Some(&sink.uri()), |_| {}).await;
     rig.subscribe(0, 2, "subscribed").await;
     let plan = rig
         .created("retried", &promo(Utc::now() + Duration::days(1)))
@@ -1023,11 +1028,7 @@ async fn a_broadcast_message_the_provider_refused_for_now_goes_back_through_the_
 /// yesterday's promotion does not go out late, even to finish a send.
 #[tokio::test]
 async fn a_message_taken_over_after_its_broadcast_ended_is_cancelled_not_sent() {
-    let rig = Rig::new(|s| {
-        s.programs[0].sending.window = keyward::core::Window::parse("00:00-23:59").unwrap();
-    })
-    .await;
-    rig.app.clock.set(Utc::now());
+    let rig = Rig::all_day(None, |_| {}).await;
     rig.subscribe(0, 2, "subscribed").await;
     let plan = rig
         .created("ended", &promo(Utc::now() + Duration::hours(1)))
@@ -1036,16 +1037,7 @@ async fn a_message_taken_over_after_its_broadcast_ended_is_cancelled_not_sent() 
     // Both were let go by a dispatcher that died while sending: taken
     // over while the broadcast runs, they go.
     let db = rig.app.db().await;
-    db.batch_execute(&format!(
-        "UPDATE broadcast_recipients SET status = 'released' WHERE broadcast_id = {id};
-         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
-                             lease_owner, lease_expires_at, attempts, gated_at)
-         SELECT msisdn, '3344', 'Toko Maju: promo', 'log', 'marketing', 'default', broadcast_id,
-                'sending', 'dead', now() - interval '1 minute', 1, now()
-           FROM broadcast_recipients WHERE broadcast_id = {id};"
-    ))
-    .await
-    .unwrap();
+    died_while_sending(&db, id).await;
     rig.dispatch().await;
     assert_eq!(rig.sent().await, 2, "taken over and sent while it is valid");
 
@@ -1055,14 +1047,9 @@ async fn a_message_taken_over_after_its_broadcast_ended_is_cancelled_not_sent() 
         .created("ended-2", &promo(Utc::now() + Duration::hours(1)))
         .await;
     let later = later["id"].as_i64().unwrap();
+    died_while_sending(&db, later).await;
     db.batch_execute(&format!(
-        "UPDATE broadcast_recipients SET status = 'released' WHERE broadcast_id = {later};
-         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
-                             lease_owner, lease_expires_at, attempts, gated_at)
-         SELECT msisdn, '3344', 'Toko Maju: promo', 'log', 'marketing', 'default', broadcast_id,
-                'sending', 'dead', now() - interval '1 minute', 1, now()
-           FROM broadcast_recipients WHERE broadcast_id = {later};
-         UPDATE broadcasts SET send_at = now() - interval '2 hours',
+        "UPDATE broadcasts SET send_at = now() - interval '2 hours',
                                valid_until = now() - interval '1 minute'
           WHERE id = {later};"
     ))
@@ -1085,4 +1072,19 @@ async fn a_message_taken_over_after_its_broadcast_ended_is_cancelled_not_sent() 
         assert!(error.contains("broadcast ended"), "{rows:?}");
     }
     assert_eq!(rig.sent().await, 2, "nothing more went");
+}
+
+/// Every recipient of broadcast `id` let go by a dispatcher that died while
+/// sending: leased to it, the lease run out.
+async fn died_while_sending(db: &tokio_postgres::Client, id: i64) {
+    db.batch_execute(&format!(
+        "UPDATE broadcast_recipients SET status = 'released' WHERE broadcast_id = {id};
+         INSERT INTO outbox (msisdn, shortcode, text, sender, kind, program, broadcast_id, status,
+                             lease_owner, lease_expires_at, attempts, gated_at)
+         SELECT msisdn, '3344', 'Toko Maju: promo', 'log', 'marketing', 'default', broadcast_id,
+                'sending', 'dead', now() - interval '1 minute', 1, now()
+           FROM broadcast_recipients WHERE broadcast_id = {id};"
+    ))
+    .await
+    .unwrap();
 }

@@ -268,6 +268,10 @@ impl Application {
                         .route("/logout", web::post().to(console::logout))
                         .route("/subscriber", web::get().to(console::subscriber))
                         .route("/broadcasts", web::get().to(console::broadcasts))
+                        .route(
+                            "/broadcasts/control",
+                            web::post().to(console::control_broadcast),
+                        )
                         .route("/opt-out", web::post().to(console::opt_out))
                         .default_service(web::to(error::not_found)),
                 )

@@ -25,10 +25,10 @@ use crate::db::support as q;
 use crate::error::ApiError;
 use crate::programs::Programs;
 use crate::routes::guard::forwarded_https;
-use crate::routes::staff_auth::{client, note_number, note_staff, verify};
+use crate::routes::staff_auth::{client, note_number, note_staff, require, verify};
 use crate::routes::support::{check_opt_out, parse_number, record_opt_out};
 use crate::staff::view::{DayCounts, Evidence, Subscriber, TimelineItem};
-use crate::staff::{hash_token, new_token, Staff, TimelineCursor};
+use crate::staff::{hash_token, new_token, Role, Staff, TimelineCursor};
 
 const COOKIE: &str = "kw_session";
 const SESSION_HOURS: i32 = 8;
@@ -142,6 +142,7 @@ input,select,textarea,button{font:inherit;padding:.45rem;border:1px solid #b8c0c
 textarea{width:100%}
 button{background:#1f3a5f;color:#fff;border:0;cursor:pointer}
 button.danger{background:#a3262a}
+form.inline{display:inline;margin-right:.3em}
 .state-subscribed{color:#17692e;font-weight:600}.state-unsubscribed{color:#a3262a;font-weight:600}.state-pending{color:#8a5a00;font-weight:600}
 .text{font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-word;background:#f1f3f5;padding:0 .25rem}
 .error{background:#fde8e8;border-color:#f3b4b4}.muted{color:#5f6b76;font-size:.9rem}
@@ -269,6 +270,8 @@ pub async fn broadcasts(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpR
     let Some((staff, csrf)) = current(&req, &pool).await? else {
         return Ok(redirect("/console/login"));
     };
+    // Support reads; an admin may also pause, resume and cancel.
+    let controls = staff.role.covers(Role::Marketing);
     let client = client(&pool).await?;
     let mut views = Vec::new();
     for row in crate::db::broadcasts::list(&client, None, 50).await? {
@@ -292,6 +295,7 @@ pub async fn broadcasts(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpR
                     tr {
                         th { "#" } th { "Program" } th { "Kind" } th { "Status" } th { "Recipients" }
                         th { "Progress" } th { "Waiting" } th { "Skipped" } th { "Opt-outs ≤ 48 h" } th { "Valid until" }
+                        @if controls { th { "" } }
                     }
                     @for v in &views {
                         tr {
@@ -302,6 +306,18 @@ pub async fn broadcasts(req: HttpRequest, pool: web::Data<Pool>) -> Result<HttpR
                             td { (counts(&v.skipped)) }
                             td { (v.opt_outs_within_48h) }
                             td { (v.valid_until.map(|t| time(&t)).unwrap_or_else(|| "-".into())) }
+                            @if controls && v.status != "cancelled" {
+                                td {
+                                    @for action in [if v.status == "paused" { "resume" } else { "pause" }, "cancel"] {
+                                        form.inline method="post" action="/console/broadcasts/control" {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            input type="hidden" name="id" value=(v.id);
+                                            input type="hidden" name="action" value=(action);
+                                            button.danger[action == "cancel"] type="submit" { (action) }
+                                        }
+                                    }
+                                }
+                            } @else if controls { td { "" } }
                         }
                     }
                 }
@@ -685,6 +701,75 @@ pub async fn opt_out(
     )
     .await?;
     Ok(redirect(&number_link(msisdn.as_str())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ControlForm {
+    csrf: String,
+    id: i64,
+    action: String,
+    confirmed: Option<String>,
+}
+
+/// `POST /console/broadcasts/control` (admin): pause or resume a
+/// broadcast at once; cancel after a confirmation page.
+pub async fn control_broadcast(
+    req: HttpRequest,
+    form: web::Form<ControlForm>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    refuse_cross_site(&req)?;
+    let Some((staff, csrf)) = current(&req, &pool).await? else {
+        return Ok(redirect("/console/login"));
+    };
+    if !csrf_ok(&form.csrf, &csrf) {
+        return Err(ApiError::Forbidden(
+            "the form is stale or not ours; reload the page".into(),
+        ));
+    }
+    require(&staff, Role::Marketing)?;
+    let to = match form.action.as_str() {
+        "pause" => "paused",
+        "resume" => "active",
+        "cancel" => "cancelled",
+        _ => {
+            return Err(ApiError::BadRequest(
+                "action: pause, resume or cancel".into(),
+            ))
+        }
+    };
+    if to == "cancelled" && form.confirmed.as_deref() != Some("yes") {
+        return Ok(ok(layout(
+            "Confirm cancel",
+            Some((&staff, &csrf)),
+            html! {
+                section {
+                    h1 { "Cancel broadcast " (form.id) "?" }
+                    p { "Nothing more of it will be sent: every recipient still waiting is skipped (cancelled). This cannot be undone." }
+                    form #confirm method="post" action="/console/broadcasts/control" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="id" value=(form.id);
+                        input type="hidden" name="action" value="cancel";
+                        input type="hidden" name="confirmed" value="yes";
+                        p { button.danger type="submit" { "Yes, cancel it" } }
+                    }
+                    p { a href="/console/broadcasts" { "Back" } }
+                }
+            },
+        )));
+    }
+    let client = client(&pool).await?;
+    match crate::db::broadcasts::set_status(&client, form.id, to).await? {
+        None => Err(ApiError::NotFound("no such broadcast".into())),
+        Some(false) => Err(ApiError::Conflict(format!(
+            "broadcast {} cannot become {to} now (cancelled, or {to} already)",
+            form.id
+        ))),
+        Some(true) => {
+            tracing::info!(id = form.id, by = %staff.name, status = to, "broadcast status (console)");
+            Ok(redirect("/console/broadcasts"))
+        }
+    }
 }
 
 fn number_link(msisdn: &str) -> String {

@@ -361,6 +361,10 @@ async fn the_broadcasts_page_shows_progress_and_skip_reasons_and_marketing_canno
         .unwrap();
     assert!(html.contains("cap_reached 1"), "{html}");
     assert!(html.contains("window 1"), "{html}");
+    assert!(
+        !html.contains("/console/broadcasts/control"),
+        "support reads, and has no controls"
+    );
 
     let marketing = app.token("campaigns", "marketing").await;
     let res = http
@@ -371,4 +375,118 @@ async fn the_broadcasts_page_shows_progress_and_skip_reasons_and_marketing_canno
         .unwrap();
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("set-cookie").is_none());
+}
+
+/// An admin pauses and resumes a broadcast from the console, and cancels
+/// it only after a confirmation page; support may not (its form refused).
+#[tokio::test]
+async fn an_admin_pauses_resumes_and_cancels_a_broadcast_after_confirming() {
+    let app = spawn_app().await;
+    app.text(NUMBER, "MAU").await;
+    app.db()
+        .await
+        .batch_execute(
+            "INSERT INTO broadcasts (program, kind, texts, shortcode, sender, send_at, valid_until,
+                                     policy, created_by, idempotency_key, request_sha256, recipients)
+             VALUES ('default', 'marketing', '{}', '3344', 'log', now(), now() + interval '1 day',
+                     '{}', 'campaigns', 'k', sha256('x'), 1);
+             INSERT INTO broadcast_recipients (broadcast_id, msisdn, status, due_at, reason,
+                                               language, text, decided_at)
+             SELECT id, '+6281234567890', 'planned', now() + interval '1 hour', 'window', 'id',
+                    'keyward: promo', now()
+               FROM broadcasts;",
+        )
+        .await
+        .unwrap();
+    let id: i64 = app.count("SELECT id FROM broadcasts").await;
+    let http = no_redirects();
+    let admin = sign_in(&app, &http, &app.token("boss", "admin").await).await;
+    let html = get(&app, &http, &admin, "/console/broadcasts")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html);
+    assert!(html.contains("value=\"pause\""), "{html}");
+    let control = |cookie: String, csrf: String, action: &'static str, confirmed: bool| {
+        let mut form = vec![
+            ("csrf", csrf),
+            ("id", id.to_string()),
+            ("action", action.to_owned()),
+        ];
+        if confirmed {
+            form.push(("confirmed", "yes".to_owned()));
+        }
+        http.post(app.url("/console/broadcasts/control"))
+            .header("cookie", cookie)
+            .form(&form)
+            .send()
+    };
+    let status = || async {
+        app.db()
+            .await
+            .query_one("SELECT status::text FROM broadcasts", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+
+    let res = control(admin.clone(), "forged".into(), "pause", false)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a wrong CSRF token is refused");
+    let res = control(admin.clone(), csrf.clone(), "pause", false)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(status().await, "paused");
+    let html = get(&app, &http, &admin, "/console/broadcasts")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("value=\"resume\""), "{html}");
+    control(admin.clone(), csrf.clone(), "resume", false)
+        .await
+        .unwrap();
+    assert_eq!(status().await, "active");
+
+    let support = sign_in(&app, &http, &token(&app, "ana").await).await;
+    let support_csrf = csrf_of(
+        &get(&app, &http, &support, "/console/broadcasts")
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let res = control(support, support_csrf, "pause", false)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "support reads only");
+    assert_eq!(status().await, "active");
+
+    let res = control(admin.clone(), csrf.clone(), "cancel", false)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("cannot be undone"));
+    assert_eq!(
+        status().await,
+        "active",
+        "nothing happens before the confirmation"
+    );
+    let res = control(admin.clone(), csrf.clone(), "cancel", true)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(status().await, "cancelled");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM broadcast_recipients WHERE status = 'skipped' AND reason = 'cancelled'"
+        )
+        .await,
+        1
+    );
+    let res = control(admin, csrf, "resume", false).await.unwrap();
+    assert_eq!(res.status(), 409, "a cancelled broadcast stays cancelled");
 }

@@ -144,20 +144,27 @@ BEGIN
          WHERE s.msisdn = p_msisdn[m.i] AND p_reply_kind[m.i] IN ('goodbye', 'fallback');
     END IF;
 
+    -- A duplicate found only now (another batch stored the same gateway
+    -- id since the facts were read) answers with the stored message, read
+    -- by its key; the lateral lookup keeps that an index probe per message.
     RETURN QUERY
         SELECT b.i::integer,
                CASE WHEN m.id IS NOT NULL THEN 'applied'
                     WHEN b.i = ANY (v_ok) THEN 'duplicate'
                     ELSE 'conflict' END,
                coalesce(m.id, d.id),
-               CASE WHEN m.id IS NOT NULL THEN p_action[b.i] ELSE d.action::text END,
+               CASE WHEN m.id IS NOT NULL THEN p_action[b.i] ELSE d.action END,
                CASE WHEN m.id IS NOT NULL THEN p_program[b.i] ELSE d.program END,
-               CASE WHEN m.id IS NOT NULL THEN p_result_state[b.i] ELSE d.result_state::text END
+               CASE WHEN m.id IS NOT NULL THEN p_result_state[b.i] ELSE d.result_state END
           FROM generate_subscripts(p_msisdn, 1) AS b(i)
           LEFT JOIN unnest(v_stored, v_ids) AS m(i, id) ON m.i = b.i
-          LEFT JOIN inbound_messages d
-                 ON m.id IS NULL AND b.i = ANY (v_ok)
-                AND d.gateway = p_gateway[b.i] AND d.gateway_message_id = p_gateway_message_id[b.i]
+          LEFT JOIN LATERAL (
+              SELECT d.id, d.action::text, d.program::text, d.result_state::text
+                FROM inbound_messages d
+               WHERE m.id IS NULL AND b.i = ANY (v_ok)
+                 AND d.gateway = p_gateway[b.i] AND d.gateway_message_id = p_gateway_message_id[b.i]
+               LIMIT 1  -- (the key is unique; the limit keeps the planner from a hash join)
+          ) AS d(id, action, program, result_state) ON true
          ORDER BY b.i;
 END
 $$;

@@ -221,40 +221,52 @@ async fn a_message_the_database_refuses_fails_alone_and_its_batch_mates_commit()
     );
 }
 
-/// The batch function's version check: a number that moved on since its
-/// facts were read answers `conflict` and writes nothing, its batch-mates
-/// are applied (the caller then decides the stale one again, under a lock).
+/// The batch function on its own: a number that moved on since its facts
+/// were read answers `conflict` and writes nothing; a gateway id another
+/// batch stored meanwhile answers `duplicate` with that message; their
+/// batch-mate is applied (the caller then decides the stale one again,
+/// under a lock).
 #[tokio::test]
-async fn a_stale_version_in_a_batch_is_a_conflict_and_the_others_apply() {
+async fn a_stale_version_is_a_conflict_a_late_duplicate_is_answered_and_the_others_apply() {
     let path = path().await;
-    path.batch(&[("v-1", "+6281200000001", "MAU")]).await;
+    let first = path.batch(&[("v-1", "+6281200000001", "MAU")]).await;
+    let first_id = ok(&first[0]).id.clone();
     let answers = path
         .rows(
-            "SELECT r_index::text, r_status FROM keyward_apply_inbound_batch(
-                 ARRAY['+6281200000001', '+6281200000002'], ARRAY[7, 0]::bigint[],
-                 ARRAY['generic', 'generic'], ARRAY['v-2', 'v-3'], ARRAY['3344', '3344'],
-                 ARRAY['HELP', 'HELP'], ARRAY[NULL, NULL]::timestamptz[],
-                 ARRAY['{}', '{}']::jsonb[], ARRAY['help', 'help'], ARRAY['default', 'default'],
-                 ARRAY['HELP', 'HELP'], ARRAY['en', 'en'], ARRAY[NULL, NULL], ARRAY['no_change', 'no_change'],
+            "SELECT r_index::text, r_status, r_inbound_id::text, r_action FROM keyward_apply_inbound_batch(
+                 ARRAY['+6281200000001', '+6281200000002', '+6281200000003'], ARRAY[7, 0, 0]::bigint[],
+                 ARRAY['generic', 'generic', 'generic'], ARRAY['v-2', 'v-3', 'v-1'],
+                 ARRAY['3344', '3344', '3344'], ARRAY['HELP', 'HELP', 'HELP'],
+                 ARRAY[NULL, NULL, NULL]::timestamptz[], ARRAY['{}', '{}', '{}']::jsonb[],
+                 ARRAY['help', 'help', 'help'], ARRAY['default', 'default', 'default'],
+                 ARRAY['HELP', 'HELP', 'HELP'], ARRAY['en', 'en', 'en'], ARRAY[NULL, NULL, NULL],
+                 ARRAY['no_change', 'no_change', 'no_change'],
                  '{}'::int[], '{}', '{}', '{}',
-                 ARRAY['help', 'help'], ARRAY['default', 'default'], ARRAY['Help text', 'Help text'],
-                 ARRAY['log', 'log'], ARRAY[NULL, NULL]::timestamptz[], ARRAY['3344', '3344'])",
+                 ARRAY['help', 'help', 'help'], ARRAY['default', 'default', 'default'],
+                 ARRAY['Help text', 'Help text', 'Help text'], ARRAY['log', 'log', 'log'],
+                 ARRAY[NULL, NULL, NULL]::timestamptz[], ARRAY['3344', '3344', '3344'])",
         )
         .await;
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0][..2], [Some("1".into()), Some("conflict".into())]);
+    assert_eq!(answers[1][..2], [Some("2".into()), Some("applied".into())]);
     assert_eq!(
-        answers,
+        answers[2],
         [
-            [Some("1".into()), Some("conflict".into())],
-            [Some("2".into()), Some("applied".into())]
-        ]
+            Some("3".into()),
+            Some("duplicate".into()),
+            Some(first_id),
+            Some("opt_in".into())
+        ],
+        "the stored message's answer, not this one's"
     );
     assert_eq!(
-        path.count("SELECT count(*) FROM inbound_messages WHERE gateway_message_id = 'v-2'")
-            .await,
-        0
+        path.count("SELECT count(*) FROM inbound_messages").await,
+        2,
+        "v-1 once, v-3; nothing of the conflict"
     );
     assert_eq!(
-        path.count("SELECT count(*) FROM outbox WHERE msisdn = '+6281200000002'")
+        path.count("SELECT count(*) FROM outbox WHERE kind = 'help'")
             .await,
         1
     );

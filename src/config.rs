@@ -247,6 +247,10 @@ pub struct DatabaseSettings {
     /// 1 applies each alone.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Batches in flight at once per HTTP worker; default: a quarter of the
+    /// worker's connections, at least one (fewer writers make larger
+    /// batches, and a batch's fixed cost is what batching saves).
+    pub batch_writers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -478,6 +482,7 @@ impl Default for DatabaseSettings {
             staff_pool_size: default_staff_pool_size(),
             ca_file: None,
             max_batch: default_max_batch(),
+            batch_writers: None,
         }
     }
 }
@@ -713,8 +718,8 @@ impl Settings {
         if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
             problems.push("database: pool_size and staff_pool_size must be at least 1".into());
         }
-        if self.database.max_batch == 0 {
-            problems.push("database: max_batch must be at least 1".into());
+        if self.database.max_batch == 0 || self.database.batch_writers == Some(0) {
+            problems.push("database: max_batch and batch_writers must be at least 1".into());
         }
         if self.programs.is_empty() {
             problems.push("programs: at least one [[programs]] is needed".into());

@@ -614,8 +614,8 @@ fn answer(job: &Job, m: &Message<'_>, applied: Applied) -> Result<Outcome, Inbou
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The inbound path of one HTTP worker: its messages are applied through a
-/// group commit on the worker's own pool, with as many writers as the pool
-/// has connections.
+/// group commit on the worker's own pool, `writers` batches at a time
+/// (`None`: a quarter of the pool's connections, at least one).
 pub struct Writer {
     inbound: Arc<Inbound>,
     pool: Pool,
@@ -623,8 +623,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(inbound: Arc<Inbound>, pool: Pool, max_batch: usize) -> Self {
-        let writers = pool.status().max_size;
+    pub fn new(
+        inbound: Arc<Inbound>,
+        pool: Pool,
+        max_batch: usize,
+        writers: Option<usize>,
+    ) -> Self {
+        let writers = writers.unwrap_or(pool.status().max_size.div_ceil(4));
         let run = inbound.clone();
         let batch_pool = pool.clone();
         let commit = GroupCommit::new(

@@ -192,6 +192,7 @@ impl Application {
                 inbound.clone().into_inner(),
                 pool.clone(),
                 settings.database.max_batch,
+                settings.database.batch_writers,
             );
             let no_store = || middleware::DefaultHeaders::new().add((CACHE_CONTROL, "no-store"));
             App::new()

@@ -93,13 +93,15 @@ for _ in $(seq 300); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.2; d
 curl -sf "$URL/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
 SOCKET=$(cat "$WORK/data/POSTGRES_LOCATION" 2>/dev/null | head -1 || true)
 [ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
-PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
-inbound_rows() { "${PSQL[@]}" -c "SELECT count(*) FROM inbound_messages"; }
+PSQL_ON=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d) # + database
+PSQL=("${PSQL_ON[@]}" postgres)
+DB=postgres # the database of the measurement under way
+inbound_rows() { "${PSQL_ON[@]}" "$DB" -c "SELECT count(*) FROM inbound_messages"; }
 # Every measurement starts right after a vacuum and a checkpoint, so none
 # of them pays for autovacuum catching up on an earlier run's rows, or for a
 # checkpoint mid-run (and the full-page writes after it), while another
 # does not.
-settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
+settle() { "${PSQL_ON[@]}" "$DB" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
 # The steady state of a short code in a campaign: every number that texts
@@ -107,7 +109,7 @@ echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c
 # measurement mostly creates subscribers while later ones update them, and
 # the first (pgbench, by order) came out up to 40 % faster than a second
 # run of itself.
-"${PSQL[@]}" -c "
+SEED="
     INSERT INTO subscribers (msisdn, version)
     SELECT '+62812' || lpad(g::text, 7, '0'), 1 FROM generate_series(0, 99999) g;
     INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
@@ -115,23 +117,27 @@ echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c
     INSERT INTO subscriptions (msisdn, program, state, since, event_id)
     SELECT msisdn, program, to_state, effective_at, id FROM subscription_events;
     ANALYZE;"
+"${PSQL[@]}" -c "$SEED"
 "${PSQL[@]}" -f $BENCH/lean.sql
 
-# An earlier build of keyward, on the same database (its own port and
-# data dir), idle while the others are measured.
+# An earlier build of keyward, on the same PostgreSQL (its own database,
+# migrated by itself and seeded alike; its own port and data dir), idle
+# while the others are measured.
 BEFORE_URL=""
 if [ -n "${BENCH_BEFORE:-}" ]; then
+    "${PSQL[@]}" -c "CREATE DATABASE before"
     BEFORE_PORT=$(free_port)
     BEFORE_URL="http://127.0.0.1:$BEFORE_PORT"
     # (without the settings it may not know)
     grep -vE '^(batch_writers|max_batch) = ' "$WORK/keyward.toml" > "$WORK/before.toml"
     RUST_LOG=warn KEYWARD_CONFIG="$WORK/before.toml" KEYWARD_LISTEN="127.0.0.1:$BEFORE_PORT" \
         KEYWARD_DATA_DIR="$WORK/before-data" KEYWARD_SERVICE__PUBLIC_URL="$BEFORE_URL" \
-        DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
+        DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=before" \
         "$BENCH_BEFORE" serve > "$WORK/before.log" 2>&1 &
     BEFORE=$!
     for _ in $(seq 300); do curl -sf "$BEFORE_URL/readyz" >/dev/null && break; sleep 0.2; done
     curl -sf "$BEFORE_URL/readyz" >/dev/null || { cat "$WORK/before.log"; exit 1; }
+    "${PSQL_ON[@]}" before -c "$SEED"
 fi
 
 # One pgbench script per kind of message, weighted like the request mix.
@@ -141,8 +147,9 @@ write_mix "$WORK"
 POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")
 
 declare -A RESULT CPU
-measure_keyward() { # label path kind connections [url pid]: keyward, or the binary at url
+measure_keyward() { # label path kind connections [url pid database]: keyward, or the binary at url
     local label=$1 path=$2 kind=$3 conns=$4 url=${5:-$URL} pid=${6:-$SERVE}
+    DB=${7:-postgres}
     python3 $BENCH/gen_requests.py "$kind" 300000 \
         "$([ "$kind" = generic ] && echo $SECRET || echo $TWILIO_TOKEN)" "$url$path" > "$WORK/requests.tsv"
     local before after out
@@ -160,6 +167,7 @@ measure_keyward() { # label path kind connections [url pid]: keyward, or the bin
     local stored=$((after - before))
     local rps
     rps=$(python3 -c "print(round($ok / ($duration_us / 1e6)))")
+    DB=postgres
     RESULT[$label]="$rps $(python3 -c "print(f'{$p50_us/1000:.1f} {$p99_us/1000:.1f}')") $non2xx $socket_errors $ok $stored $exhausted"
     # Where the CPU goes, per message stored.
     CPU[$label]=$(python3 -c "print(f'keyward {($cpu_kw1-$cpu_kw0)/$stored*1e6:.0f} µs, PostgreSQL {($cpu_pg1-$cpu_pg0)/$stored*1e6:.0f} µs of CPU per message')")
@@ -195,14 +203,14 @@ echo "keyward generic, 1 connection, ${SECS}s…"
 measure_keyward "generic-1" /webhooks/generic generic 1
 if [ -n "$BEFORE" ]; then
     echo "before ($BENCH_BEFORE) generic, 1 connection, ${SECS}s…"
-    measure_keyward "before-1" /webhooks/generic generic 1 "$BEFORE_URL" "$BEFORE"
+    measure_keyward "before-1" /webhooks/generic generic 1 "$BEFORE_URL" "$BEFORE" before
 fi
 for c in 16 64; do
     echo "keyward generic, $c connections, ${SECS}s…"
     measure_keyward "generic-$c" /webhooks/generic generic "$c"
     if [ "$c" = 64 ] && [ -n "$BEFORE" ]; then
         echo "before ($BENCH_BEFORE) generic, 64 connections, ${SECS}s…"
-        measure_keyward "before-64" /webhooks/generic generic 64 "$BEFORE_URL" "$BEFORE"
+        measure_keyward "before-64" /webhooks/generic generic 64 "$BEFORE_URL" "$BEFORE" before
     fi
     echo "pgbench ceiling, $c clients, ${SECS}s…"
     measure_pgbench "pgbench-$c" "$c"

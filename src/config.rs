@@ -242,6 +242,15 @@ pub struct DatabaseSettings {
     /// `sslmode=verify-full` / `verify-ca` in the URL (`sslrootcert=` there
     /// does the same; `system` trusts the bundled public roots).
     pub ca_file: Option<PathBuf>,
+    /// Inbound messages applied together at most (group commit: those that
+    /// arrive while a write is in flight share its statement and commit);
+    /// 1 applies each alone.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Batches in flight at once per HTTP worker; default: a quarter of the
+    /// worker's connections, at least one (fewer writers make larger
+    /// batches, and a batch's fixed cost is what batching saves).
+    pub batch_writers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -472,12 +481,17 @@ impl Default for DatabaseSettings {
             pool_size: None,
             staff_pool_size: default_staff_pool_size(),
             ca_file: None,
+            max_batch: default_max_batch(),
+            batch_writers: None,
         }
     }
 }
 
 fn default_auth_failures() -> u32 {
     10
+}
+fn default_max_batch() -> usize {
+    32
 }
 fn default_staff_pool_size() -> usize {
     4
@@ -703,6 +717,9 @@ impl Settings {
         }
         if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
             problems.push("database: pool_size and staff_pool_size must be at least 1".into());
+        }
+        if self.database.max_batch == 0 || self.database.batch_writers == Some(0) {
+            problems.push("database: max_batch and batch_writers must be at least 1".into());
         }
         if self.programs.is_empty() {
             problems.push("programs: at least one [[programs]] is needed".into());

@@ -6,6 +6,11 @@
 //! lost a race with another from the same number decides again under a row
 //! lock, so messages from one number are applied one after another while
 //! different numbers proceed in parallel.
+//!
+//! Group commit: messages that arrive while a write is in flight are
+//! applied together ([`Writer`], [`Inbound::apply_batch`]): one facts read,
+//! one apply statement and one commit for all of them, each still decided
+//! alone by the core on its own facts.
 
 use std::sync::Arc;
 
@@ -15,6 +20,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use crate::config::Settings;
 use crate::core::plan::{self, with_hint, Hint};
 use crate::core::{Classification, Classifier, ClassifierConfig, ProgramKeywords};
+use crate::db::batch::{GroupCommit, Limits};
 use crate::db::inbound::{self as q, Applied, StoredAnswer, StoredFacts};
 use crate::db::DbError;
 use crate::gateways::{Origin, Outcome, Part, ReceivedSms};
@@ -153,42 +159,187 @@ impl Inbound {
         })
     }
 
-    /// Handles one message end to end; `Ok` means it is durably stored.
-    pub async fn handle(
+    /// Checks, cleans and classifies one message: everything before the
+    /// database. An `Err` here (400, 429) costs no database work.
+    pub fn job(
         &self,
-        pool: &Pool,
         gateway: &'static str,
         sms: ReceivedSms,
         now: DateTime<Utc>,
-    ) -> Result<Outcome, InboundError> {
-        let p = self.prepare(sms)?;
-        let classification = with_hint(self.classifier.classify(&p.text), p.hint);
-        let m = self.message(&p, &classification, gateway);
-        let number = p.msisdn.as_str();
+    ) -> Result<Job, InboundError> {
+        let prepared = self.prepare(sms)?;
+        let classification = with_hint(self.classifier.classify(&prepared.text), prepared.hint);
+        Ok(Job {
+            prepared,
+            classification,
+            gateway,
+            now,
+        })
+    }
 
-        let backdated = backdated(p.sent_at, now);
-
-        let client = pool.get().await.map_err(crate::db::pool_error)?;
-        // Usually one read and one write; a lost race is retried under a lock.
-        let facts = q::load_facts(&client, number, &p.text, gateway, &p.id).await?;
-        let applied = match self.decide_and_apply(&client, &m, facts, now).await? {
-            Applied::Conflict => {
-                let mut client = client;
-                let tx = client.transaction().await.map_err(DbError::from)?;
-                q::lock_subscriber(&tx, number).await?;
-                let facts = q::load_facts(&tx, number, &p.text, gateway, &p.id).await?;
-                let applied = self.decide_and_apply(&tx, &m, facts, now).await?;
-                tx.commit().await.map_err(DbError::from)?;
-                applied
+    /// Applies `jobs` as one batch on one connection and answers each, in
+    /// order; `Ok` means that message is durably stored.
+    ///
+    /// Usually two statements and one commit for the whole batch: one
+    /// facts read for all, a decision per message in the core, one
+    /// `keyward_apply_inbound_batch`. A batch of one takes the
+    /// per-message statements, as before batching. Within a batch:
+    ///
+    /// - a second message from one number, or a second delivery of one
+    ///   gateway message id, goes in a later round (its own facts read and
+    ///   apply, after the first round is committed): messages of one number
+    ///   are applied in their order, each on the facts the one before left;
+    /// - a message whose number moved on meanwhile (another batch got
+    ///   there first) decides again under the number's row lock, alone;
+    /// - when a statement fails (a constraint one message breaks, a bug),
+    ///   nothing of it was written, and each message of that round is then
+    ///   applied alone: only the faulty one fails.
+    pub async fn apply_batch(
+        &self,
+        pool: &Pool,
+        jobs: Vec<Job>,
+    ) -> Vec<Result<Outcome, InboundError>> {
+        let mut client = match pool.get().await {
+            Ok(client) => client,
+            Err(e) => {
+                let e = crate::db::pool_error(e);
+                tracing::warn!(error = %e, "no database connection for a batch");
+                let fault = e.to_string();
+                return jobs
+                    .iter()
+                    .map(|_| Err(DbError::Pool(fault.clone()).into()))
+                    .collect();
             }
+        };
+        let mut answers: Vec<Option<Result<Outcome, InboundError>>> =
+            jobs.iter().map(|_| None).collect();
+        for round in rounds(&jobs) {
+            if let [only] = round[..] {
+                answers[only] = Some(self.apply_one(&mut client, &jobs[only]).await);
+                continue;
+            }
+            let group: Vec<&Job> = round.iter().map(|&i| &jobs[i]).collect();
+            match self.apply_group(&mut client, &group).await {
+                Ok(results) => {
+                    for (i, result) in round.iter().zip(results) {
+                        answers[*i] = Some(result);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the round was written: each message alone,
+                    // so the one the database refuses fails by itself.
+                    tracing::warn!(
+                        error = %e,
+                        messages = round.len(),
+                        "a batch was refused; applying its messages one by one"
+                    );
+                    for &i in &round {
+                        answers[i] = Some(self.apply_one(&mut client, &jobs[i]).await);
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Err(DbError::Decode("a batch left a message unanswered".into()).into())
+                })
+            })
+            .collect()
+    }
+
+    /// One message alone: the facts read and `keyward_apply_inbound`, and
+    /// when the number moved on meanwhile, both again under its row lock.
+    async fn apply_one(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        job: &Job,
+    ) -> Result<Outcome, InboundError> {
+        let p = &job.prepared;
+        let m = self.message(p, &job.classification, job.gateway);
+        let number = p.msisdn.as_str();
+        let facts = q::load_facts(&*client, number, &p.text, job.gateway, &p.id).await?;
+        let applied = match self.decide_and_apply(&*client, &m, facts, job.now).await? {
+            Applied::Conflict => self.apply_locked(client, &m, job.now).await?,
             applied => applied,
         };
-        let mut answer = outcome(applied)?;
-        if backdated {
-            answer.note = Some(BACKDATED_NOTE);
+        answer(job, &m, applied)
+    }
+
+    /// Decides and applies `m` again with its number's row locked, where
+    /// the version check cannot fail.
+    async fn apply_locked(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        m: &Message<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, InboundError> {
+        let number = m.msisdn.as_str();
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        q::lock_subscriber(&tx, number).await?;
+        let facts = q::load_facts(&tx, number, m.text, m.gateway, m.id).await?;
+        let applied = self.decide_and_apply(&tx, m, facts, now).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(applied)
+    }
+
+    /// Messages of distinct numbers and distinct gateway ids: one facts
+    /// read, one apply. `Err` when either statement failed (nothing of the
+    /// group written); conflicts are settled one by one under a lock.
+    async fn apply_group(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        group: &[&Job],
+    ) -> Result<Vec<Result<Outcome, InboundError>>, DbError> {
+        let messages: Vec<Message<'_>> = group
+            .iter()
+            .map(|j| self.message(&j.prepared, &j.classification, j.gateway))
+            .collect();
+        let keys: Vec<q::FactsKey<'_>> = messages
+            .iter()
+            .map(|m| q::FactsKey {
+                msisdn: m.msisdn.as_str(),
+                text: m.text,
+                gateway: m.gateway,
+                gateway_message_id: m.id,
+            })
+            .collect();
+        let facts = q::load_facts_batch(&*client, &keys).await?;
+        let mut applied: Vec<Option<Applied>> = Vec::with_capacity(group.len());
+        let mut decisions = Vec::new();
+        let mut decided = Vec::new(); // the messages the decisions are for
+        for (i, (m, stored)) in messages.iter().zip(facts).enumerate() {
+            match stored.duplicate {
+                Some(answer) => applied.push(Some(Applied::Duplicate(answer))),
+                None => {
+                    applied.push(None);
+                    decisions.push(self.decide(m, stored, group[i].now));
+                    decided.push(i);
+                }
+            }
         }
-        answer.unrouted = !m.routed;
-        Ok(answer)
+        if !decided.is_empty() {
+            let writes: Vec<q::Apply<'_>> = decided
+                .iter()
+                .zip(&decisions)
+                .map(|(&i, d)| self.write_of(&messages[i], d, group[i].now))
+                .collect();
+            let results = q::apply_batch(&*client, &writes).await?;
+            for (&i, result) in decided.iter().zip(results) {
+                applied[i] = Some(result);
+            }
+        }
+        let mut answers = Vec::with_capacity(group.len());
+        for ((job, m), applied) in group.iter().zip(&messages).zip(applied) {
+            let answered = match applied {
+                Some(Applied::Conflict) => self.apply_locked(client, m, job.now).await,
+                Some(applied) => Ok(applied),
+                None => Err(DbError::Decode("a message of a batch was not applied".into()).into()),
+            };
+            answers.push(answered.and_then(|applied| answer(job, m, applied)));
+        }
+        Ok(answers)
     }
 
     /// Stores one part of a concatenated message; once all parts are in,
@@ -293,6 +444,12 @@ impl Inbound {
         if let Some(answer) = stored.duplicate {
             return Ok(Applied::Duplicate(answer));
         }
+        let decision = self.decide(m, stored, now);
+        q::apply(client, &self.write_of(m, &decision, now)).await
+    }
+
+    /// The core's decision on `m`, given what is stored of its number.
+    fn decide(&self, m: &Message<'_>, stored: StoredFacts, now: DateTime<Utc>) -> Decision {
         let known = plan::Known {
             subscriptions: stored.programs,
             last_goodbye_at: stored.last_goodbye_at,
@@ -315,21 +472,39 @@ impl Inbound {
             now,
         );
         let language = m.classification.language.unwrap_or(m.shortcode.language);
-        let reply = plan.reply.as_ref().and_then(|r| {
-            let text = self
-                .programs
-                .render(&r.program, &m.shortcode.code, r.kind, language)?;
-            Some(q::Reply {
+        let reply_text = plan.reply.as_ref().and_then(|r| {
+            self.programs
+                .render(&r.program, &m.shortcode.code, r.kind, language)
+        });
+        Decision {
+            version: stored.version,
+            plan,
+            reply_text,
+        }
+    }
+
+    /// What to write for `m` as `d` decided.
+    fn write_of<'a>(
+        &self,
+        m: &'a Message<'a>,
+        d: &'a Decision,
+        now: DateTime<Utc>,
+    ) -> q::Apply<'a> {
+        let reply = d
+            .plan
+            .reply
+            .as_ref()
+            .zip(d.reply_text.as_deref())
+            .map(|(r, text)| q::Reply {
                 kind: r.kind,
                 from: &m.shortcode.code,
                 program: Some(r.program.as_str()),
                 text,
                 sender: &m.shortcode.sender,
-            })
-        });
-        let apply = q::Apply {
+            });
+        q::Apply {
             msisdn: m.msisdn.as_str(),
-            expected_version: stored.version,
+            expected_version: d.version,
             gateway: m.gateway,
             gateway_message_id: m.id,
             shortcode: m.to,
@@ -337,16 +512,169 @@ impl Inbound {
             sent_at: m.sent_at,
             evidence_at: evidence_time(m.sent_at, now),
             raw: m.raw,
-            action: plan.action,
-            program: plan.program.as_deref(),
+            action: d.plan.action,
+            program: d.plan.program.as_deref(),
             keyword: m.classification.keyword.as_deref(),
             language: m.classification.language,
-            result_state: plan.state,
-            outcome: plan.outcome,
-            changes: &plan.changes,
+            result_state: d.plan.state,
+            outcome: d.plan.outcome,
+            changes: &d.plan.changes,
             reply,
-        };
-        q::apply(client, &apply).await
+        }
+    }
+}
+
+/// The core's decision on one message, and the version of its number it
+/// was taken at.
+struct Decision {
+    version: i64,
+    plan: plan::Plan,
+    /// The reply as rendered, when the plan has one and it renders.
+    reply_text: Option<String>,
+}
+
+/// One message, checked and classified, waiting for its batch.
+pub struct Job {
+    prepared: Prepared,
+    classification: Classification,
+    gateway: &'static str,
+    now: DateTime<Utc>,
+}
+
+impl Job {
+    /// Its weight in a batch: about the bytes it sends to the database.
+    pub fn bytes(&self) -> usize {
+        let p = &self.prepared;
+        p.text.len() + p.id.len() + p.to.len() + json_bytes(&p.raw) + 128
+    }
+}
+
+/// Roughly the size of `v` as JSON, without writing it.
+fn json_bytes(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => 8,
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(items) => {
+            items.iter().map(json_bytes).sum::<usize>() + items.len() + 2
+        }
+        serde_json::Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + 4 + json_bytes(v))
+                .sum::<usize>()
+                + 2
+        }
+    }
+}
+
+/// The rounds a batch is applied in, each a list of indexes into `jobs`:
+/// no two messages of a round share a number or a gateway message id, and
+/// a message comes in a later round than every earlier one it shares
+/// either with. Within a round, the numbers are in order (so two batches
+/// lock the subscriber rows they share in the same order).
+fn rounds(jobs: &[Job]) -> Vec<Vec<usize>> {
+    use std::collections::HashMap;
+    let mut last_by_number: HashMap<&str, usize> = HashMap::new();
+    let mut last_by_id: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let number = job.prepared.msisdn.as_str();
+        let id = (job.gateway, job.prepared.id.as_str());
+        let round = last_by_number
+            .get(number)
+            .into_iter()
+            .chain(last_by_id.get(&id))
+            .map(|r| r + 1)
+            .max()
+            .unwrap_or(0);
+        last_by_number.insert(number, round);
+        last_by_id.insert(id, round);
+        if rounds.len() <= round {
+            rounds.push(Vec::new());
+        }
+        rounds[round].push(i);
+    }
+    for round in &mut rounds {
+        round.sort_by_key(|&i| jobs[i].prepared.msisdn.as_str());
+    }
+    rounds
+}
+
+/// The webhook's answer for `job` as applied.
+fn answer(job: &Job, m: &Message<'_>, applied: Applied) -> Result<Outcome, InboundError> {
+    let mut answer = outcome(applied)?;
+    if backdated(job.prepared.sent_at, job.now) {
+        answer.note = Some(BACKDATED_NOTE);
+    }
+    answer.unrouted = !m.routed;
+    Ok(answer)
+}
+
+/// A batch's messages weigh this much at most (see [`Job::bytes`]); a
+/// webhook body is at most 64 KiB.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The inbound path of one HTTP worker: its messages are applied through a
+/// group commit on the worker's own pool, `writers` batches at a time
+/// (`None`: a quarter of the pool's connections, at least one).
+pub struct Writer {
+    inbound: Arc<Inbound>,
+    pool: Pool,
+    commit: GroupCommit<Job, Result<Outcome, InboundError>>,
+}
+
+impl Writer {
+    pub fn new(
+        inbound: Arc<Inbound>,
+        pool: Pool,
+        max_batch: usize,
+        writers: Option<usize>,
+    ) -> Self {
+        let writers = writers.unwrap_or(pool.status().max_size.div_ceil(4));
+        let run = inbound.clone();
+        let batch_pool = pool.clone();
+        let commit = GroupCommit::new(
+            writers,
+            Limits {
+                jobs: max_batch,
+                bytes: MAX_BATCH_BYTES,
+            },
+            move |jobs| {
+                let (inbound, pool) = (run.clone(), batch_pool.clone());
+                async move { inbound.apply_batch(&pool, jobs).await }
+            },
+        );
+        Self {
+            inbound,
+            pool,
+            commit,
+        }
+    }
+
+    /// Handles one message end to end; `Ok` means it is durably stored.
+    pub async fn handle(
+        &self,
+        gateway: &'static str,
+        sms: ReceivedSms,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, InboundError> {
+        let job = self.inbound.job(gateway, sms, now)?;
+        let bytes = job.bytes();
+        self.commit.submit(job, bytes).await.unwrap_or_else(|| {
+            Err(DbError::Pool("the inbound writer stopped before answering".into()).into())
+        })
+    }
+
+    /// One part of a concatenated message ([`Inbound::handle_part`]): parts
+    /// take their own transaction, outside the batches.
+    pub async fn handle_part(
+        &self,
+        gateway: &'static str,
+        part: Part,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, InboundError> {
+        self.inbound
+            .handle_part(&self.pool, gateway, part, now)
+            .await
     }
 }
 

@@ -188,11 +188,18 @@ impl Application {
         let server = HttpServer::new(move || {
             // Called once on each worker's thread.
             let pool = pools[next_pool.fetch_add(1, Ordering::Relaxed) % pools.len()].clone();
+            let writer = crate::inbound::Writer::new(
+                inbound.clone().into_inner(),
+                pool.clone(),
+                settings.database.max_batch,
+                settings.database.batch_writers,
+            );
             let no_store = || middleware::DefaultHeaders::new().add((CACHE_CONTROL, "no-store"));
             App::new()
                 .wrap(middleware::from_fn(error::deadline))
                 .wrap(middleware::from_fn(metrics::record))
                 .app_data(web::Data::new(pool))
+                .app_data(web::Data::new(writer))
                 .app_data(all_pools.clone())
                 .app_data(staff_pool.clone())
                 .app_data(guard.clone())

@@ -3,7 +3,11 @@
 # figure that does not drift with the machine's load, for judging schema
 # and SQL changes.
 #
-#   deploy/bench/callgrind.sh [messages] [extra.sql]
+#   deploy/bench/callgrind.sh [messages] [extra.sql] [batch]
+#
+# With batch > 1, the messages are applied batch at a time as keyward's
+# group commit does (one facts read and one keyward_apply_inbound_batch
+# per batch): the figure is still per message.
 #
 # Starts a throwaway PostgreSQL under `valgrind --tool=callgrind`, applies
 # sql/V*.sql (and extra.sql, to try a change before writing a migration),
@@ -16,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1000}
 EXTRA=${2:-}
+BATCH=${3:-1}
 command -v valgrind >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
 WORK=$(mktemp -d /tmp/keyward-callgrind-XXXXXX)
@@ -44,14 +49,15 @@ for f in $(ls sql/V*.sql | sort -V) $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; 
 
 # The same scripts as run.sh.
 . deploy/bench/mix.sh
-write_mix "$WORK"
+write_mix "$WORK" "$BATCH"
 mix() { # transactions seed
     "$PGBIN/pgbench" -n -M prepared -c 1 -t "$1" --random-seed="$2" -h "$WORK" -U keyward \
-        "${MIX_ARGS[@]}" postgres 2>&1 | grep -E 'failed transactions: [1-9]' && exit 1 || true
+        "${MIX_ARGS[@]}" postgres 2>&1 | grep -E 'failed transactions: [1-9]|aborted' && exit 1 || true
 }
-mix 200 1                 # the tables are not empty when counting starts
+mix $((200 / BATCH + 1)) 1 # the tables are not empty when counting starts
 before=$(ls "$WORK/cg")
-mix "$N" 2
+N=$(( N / BATCH * BATCH ))
+mix $((N / BATCH)) 2
 sleep 2                   # the connection's process writes its profile as it exits
 best=0 file=""
 for f in $(comm -13 <(echo "$before") <(ls "$WORK/cg")); do
@@ -59,7 +65,9 @@ for f in $(comm -13 <(echo "$before") <(ls "$WORK/cg")); do
     if [ -n "$n" ] && [ "$n" -gt "$best" ]; then best=$n file=$f; fi
 done
 [ -n "$file" ] || { echo "no profile of the benchmark connection" >&2; exit 1; }
-echo "PostgreSQL: $((best / N)) instructions per message ($N messages, one connection${EXTRA:+, with $EXTRA})"
+echo "PostgreSQL: $((best / N)) instructions per message ($N messages, one connection${EXTRA:+, with $EXTRA}$([ "$BATCH" -gt 1 ] && echo ", batches of $BATCH"))"
+# CALLGRIND_OUT=file keeps the profile, for callgrind_annotate.
+[ -z "${CALLGRIND_OUT:-}" ] || cp "$WORK/cg/$file" "$CALLGRIND_OUT"
 # Where they go (inclusive: a function with everything it calls).
 callgrind_annotate --inclusive=yes "$WORK/cg/$file" 2>/dev/null | python3 -c '
 import re, sys

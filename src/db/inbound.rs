@@ -6,6 +6,11 @@
 //! checking the number's version). Only when another message from the same
 //! number got in between does the caller retry under a row lock
 //! ([`lock_subscriber`] inside a transaction), where the check cannot fail.
+//!
+//! Under load several messages are applied together (group commit, see
+//! [`crate::db::batch`]): [`load_facts_batch`] and [`apply_batch`] are the
+//! same two statements for a whole batch, one execution and one commit for
+//! all of its messages.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -93,6 +98,88 @@ pub async fn load_facts(
     Ok(facts)
 }
 
+/// What [`load_facts_batch`] looks up for one message.
+#[derive(Debug, Clone, Copy)]
+pub struct FactsKey<'a> {
+    pub msisdn: &'a str,
+    pub text: &'a str,
+    pub gateway: &'a str,
+    pub gateway_message_id: &'a str,
+}
+
+const LOAD_FACTS_BATCH: &str = "
+    SELECT b.i::int4, s.version, s.last_goodbye_at, s.last_fallback_at, t.same_text,
+           d.id, d.action::text, d.program, d.result_state::text,
+           sub.program, sub.state::text, sub.since, sub.last_opt_out_at
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+           WITH ORDINALITY AS b(msisdn, text, gateway, gateway_message_id, i)
+      LEFT JOIN subscribers s ON s.msisdn = b.msisdn
+      LEFT JOIN inbound_messages d
+             ON d.gateway = b.gateway AND d.gateway_message_id = b.gateway_message_id
+      LEFT JOIN subscriptions sub ON sub.msisdn = b.msisdn
+      CROSS JOIN LATERAL (
+          SELECT count(*)::int4 FROM inbound_messages i
+           WHERE i.msisdn = b.msisdn AND i.text = b.text AND i.received_at > now() - interval '1 hour'
+      ) AS t(same_text)
+     ORDER BY b.i, sub.program";
+
+/// [`load_facts`] for several messages in one statement: the facts of
+/// each, in the order of `keys`.
+pub async fn load_facts_batch(
+    client: &impl GenericClient,
+    keys: &[FactsKey<'_>],
+) -> Result<Vec<StoredFacts>, DbError> {
+    let stmt = client.prepare_cached(LOAD_FACTS_BATCH).await?;
+    let msisdns: Vec<&str> = keys.iter().map(|k| k.msisdn).collect();
+    let texts: Vec<&str> = keys.iter().map(|k| k.text).collect();
+    let gateways: Vec<&str> = keys.iter().map(|k| k.gateway).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.gateway_message_id).collect();
+    let rows = client
+        .query(&stmt, &[&msisdns, &texts, &gateways, &ids])
+        .await?;
+    let mut all = vec![None::<StoredFacts>; keys.len()];
+    for row in &rows {
+        let i = get::<i32>(row, 0)?;
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| all.get_mut(i))
+            .ok_or_else(|| DbError::Decode(format!("facts for message {i} of a batch")))?;
+        let facts = match slot {
+            Some(facts) => facts,
+            None => slot.insert(StoredFacts {
+                version: get::<Option<i64>>(row, 1)?.unwrap_or(0),
+                last_goodbye_at: get(row, 2)?,
+                last_fallback_at: get(row, 3)?,
+                same_text_last_hour: get::<i32>(row, 4)?.max(0) as u32,
+                programs: Vec::new(),
+                duplicate: match get::<Option<i64>>(row, 5)? {
+                    Some(inbound_id) => Some(StoredAnswer {
+                        inbound_id,
+                        action: get(row, 6)?,
+                        program: get(row, 7)?,
+                        state: get(row, 8)?,
+                    }),
+                    None => None,
+                },
+            }),
+        };
+        if let Some(program) = get::<Option<String>>(row, 9)? {
+            facts.programs.push(Subscription {
+                program,
+                state: get(row, 10)?,
+                since: get(row, 11)?,
+                last_opt_out_at: get(row, 12)?,
+            });
+        }
+    }
+    all.into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            f.ok_or_else(|| DbError::Decode(format!("no facts for message {i} of a batch")))
+        })
+        .collect()
+}
+
 /// Inside a transaction: makes sure the number has a row and locks it until
 /// commit, so facts read next cannot change under us.
 pub async fn lock_subscriber(client: &impl GenericClient, msisdn: &str) -> Result<(), DbError> {
@@ -135,7 +222,7 @@ pub struct Reply<'a> {
     /// The configured short code it is sent from (and that its text names).
     pub from: &'a str,
     pub program: Option<&'a str>,
-    pub text: String,
+    pub text: &'a str,
     pub sender: &'a str,
 }
 
@@ -157,7 +244,7 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
     let to: Vec<State> = a.changes.iter().map(|c| c.to).collect();
     let reply_kind = a.reply.as_ref().map(|r| r.kind);
     let reply_program = a.reply.as_ref().and_then(|r| r.program);
-    let reply_text = a.reply.as_ref().map(|r| r.text.as_str());
+    let reply_text = a.reply.as_ref().map(|r| r.text);
     let sender = a.reply.as_ref().map(|r| r.sender);
     let reply_from = a.reply.as_ref().map(|r| r.from);
     let row = client
@@ -210,6 +297,127 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
             )))
         }
     })
+}
+
+const APPLY_BATCH: &str = "SELECT r_index, r_status, r_inbound_id, r_action, r_program, r_state
+    FROM keyward_apply_inbound_batch(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// [`apply`] for several messages in one statement (`keyward_apply_inbound_batch`,
+/// sql/V14): one answer per message, in order. At most one message per
+/// number and per gateway message id (the function refuses more). One
+/// message the schema refuses fails the whole statement: the caller
+/// applies each alone then.
+pub async fn apply_batch(
+    client: &impl GenericClient,
+    batch: &[Apply<'_>],
+) -> Result<Vec<Applied>, DbError> {
+    let stmt = client.prepare_cached(APPLY_BATCH).await?;
+    macro_rules! column {
+        ($($f:tt)*) => { batch.iter().map(|a| a.$($f)*).collect::<Vec<_>>() };
+    }
+    let msisdn = column!(msisdn);
+    let version = column!(expected_version);
+    let gateway = column!(gateway);
+    let gateway_message_id = column!(gateway_message_id);
+    let shortcode = column!(shortcode);
+    let text = column!(text);
+    let sent_at = column!(sent_at);
+    let raw = column!(raw);
+    let action = column!(action);
+    let program = column!(program);
+    let keyword = column!(keyword);
+    let language = column!(language);
+    let result_state = column!(result_state);
+    let outcome = column!(outcome);
+    let evidence_at = column!(evidence_at);
+    let mut change_of: Vec<i32> = Vec::new();
+    let mut programs: Vec<&str> = Vec::new();
+    let mut from: Vec<State> = Vec::new();
+    let mut to: Vec<State> = Vec::new();
+    for (i, a) in batch.iter().enumerate() {
+        for c in a.changes {
+            change_of.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+            programs.push(c.program.as_str());
+            from.push(c.from);
+            to.push(c.to);
+        }
+    }
+    let reply_kind = column!(reply.as_ref().map(|r| r.kind));
+    let reply_program = column!(reply.as_ref().and_then(|r| r.program));
+    let reply_text = column!(reply.as_ref().map(|r| r.text));
+    let sender = column!(reply.as_ref().map(|r| r.sender));
+    let reply_from = column!(reply.as_ref().map(|r| r.from));
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &msisdn,
+                &version,
+                &gateway,
+                &gateway_message_id,
+                &shortcode,
+                &text,
+                &sent_at,
+                &raw,
+                &action,
+                &program,
+                &keyword,
+                &language,
+                &result_state,
+                &outcome,
+                &change_of,
+                &programs,
+                &from,
+                &to,
+                &reply_kind,
+                &reply_program,
+                &reply_text,
+                &sender,
+                &evidence_at,
+                &reply_from,
+            ],
+        )
+        .await?;
+    if rows.len() != batch.len() {
+        return Err(DbError::Decode(format!(
+            "keyward_apply_inbound_batch answered {} rows for {} messages",
+            rows.len(),
+            batch.len()
+        )));
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let index: i32 = get(row, 0)?;
+            if usize::try_from(index).ok() != Some(i + 1) {
+                return Err(DbError::Decode(format!(
+                    "keyward_apply_inbound_batch answered message {index} in place {}",
+                    i + 1
+                )));
+            }
+            let status: String = get(row, 1)?;
+            let answer = || -> Result<StoredAnswer, DbError> {
+                Ok(StoredAnswer {
+                    inbound_id: get(row, 2)?,
+                    action: get(row, 3)?,
+                    program: get(row, 4)?,
+                    state: get(row, 5)?,
+                })
+            };
+            Ok(match status.as_str() {
+                "applied" => Applied::Stored(answer()?),
+                "duplicate" => Applied::Duplicate(answer()?),
+                "conflict" => Applied::Conflict,
+                other => {
+                    return Err(DbError::Decode(format!(
+                        "keyward_apply_inbound_batch answered `{}`",
+                        crate::telemetry::clip(other, 40)
+                    )))
+                }
+            })
+        })
+        .collect()
 }
 
 /// A stored part of a concatenated message.

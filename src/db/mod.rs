@@ -7,6 +7,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
 
+pub mod batch;
 pub mod broadcasts;
 pub mod inbound;
 pub mod outbox;

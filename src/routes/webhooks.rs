@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::MAX_BODY;
 use crate::gateways::{Gateway, Gateways, Item, WebhookRequest};
-use crate::inbound::{Inbound, InboundError};
+use crate::inbound::{InboundError, Writer};
 
 /// The configured gateway named in the path, and the body (at most
 /// `MAX_BODY`).
@@ -74,8 +74,7 @@ pub async fn receive(
     gateway: web::Path<String>,
     payload: web::Payload,
     gateways: web::Data<Gateways>,
-    inbound: web::Data<Inbound>,
-    pool: web::Data<Pool>,
+    writer: web::Data<Writer>,
     metrics: web::Data<crate::metrics::Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let (gateway, body) = read(&req, &gateway, payload, &gateways).await?;
@@ -89,8 +88,8 @@ pub async fn receive(
     let mut invalid = Vec::new();
     for item in items {
         let handled = match item {
-            Item::Sms(sms) => inbound.handle(&pool, gateway.name(), sms, now).await,
-            Item::Part(part) => inbound.handle_part(&pool, gateway.name(), part, now).await,
+            Item::Sms(sms) => writer.handle(gateway.name(), sms, now).await,
+            Item::Part(part) => writer.handle_part(gateway.name(), part, now).await,
             Item::Invalid(reason) => {
                 invalid.push(reason);
                 continue;

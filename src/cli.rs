@@ -316,7 +316,9 @@ async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
     let result = async {
         crate::db::migrate(&config).await?;
         let pool = crate::db::pool(config, settings.pool_size())?;
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let instance = (settings.service.instance.clone())
+            .unwrap_or_else(|| crate::metrics::default_instance(Some("dispatch")));
+        let metrics = Arc::new(crate::metrics::Metrics::for_instance(&instance));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = settings.dispatch.workers.max(1);
         let dispatcher = Arc::new(Dispatcher::new(&settings, pool, metrics)?);

@@ -148,7 +148,7 @@ measure_pgbench() { # label connections
 # keyward's pool size: pgbench with as many clients as keyward has
 # connections is the fairer ceiling (64 backends on 2 cores contend far
 # more than 8 do), so the ratio is taken against the better of the two.
-POOL=$(curl -s "$URL/metrics" | sed -n 's/^keyward_db_pool_max_connections \([0-9]*\)/\1/p')
+POOL=$(curl -s "$URL/metrics" | sed -n 's/^keyward_db_pool_max_connections\({[^}]*}\)\{0,1\} \([0-9]*\)$/\2/p')
 echo "pgbench ceiling, $POOL clients (keyward's pool size), ${SECS}s…"
 measure_pgbench "pgbench-pool" "$POOL"
 for c in 16 64; do

@@ -10,6 +10,7 @@ use tokio_postgres::config::Host;
 pub mod broadcasts;
 pub mod inbound;
 pub mod outbox;
+pub mod replica;
 pub mod support;
 pub mod tls;
 pub mod types;
@@ -327,7 +328,24 @@ impl From<&Target> for Target {
 /// quick 503 rather than requests piling up. TLS is set up per connection,
 /// never per query.
 pub fn pool(target: impl Into<Target>, max_size: usize) -> Result<Pool, DbError> {
-    let Target { pg, tls } = target.into();
+    pool_with_timeout(target, max_size, Duration::from_secs(5))
+}
+
+/// [`pool`] with waits for a connection, a new connection and a recycle
+/// check bounded by `timeout`.
+pub fn pool_with_timeout(
+    target: impl Into<Target>,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<Pool, DbError> {
+    let Target { mut pg, tls } = target.into();
+    // A host that does not answer at all (a machine gone from a host
+    // list) costs at most half the wait before the next host is tried;
+    // without it the kernel's TCP timeout (minutes) would outlast every
+    // wait and the next host would never be reached.
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(timeout / 2);
+    }
     let manager = Manager::from_config(
         pg,
         tls.connector(),
@@ -338,9 +356,9 @@ pub fn pool(target: impl Into<Target>, max_size: usize) -> Result<Pool, DbError>
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }

@@ -8,6 +8,7 @@ mod console;
 mod dispatch;
 mod gateways;
 mod health;
+mod replica;
 mod schema;
 mod security;
 mod staff;

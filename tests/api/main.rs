@@ -4,6 +4,7 @@
 mod support;
 
 mod broadcasts;
+mod cluster;
 mod console;
 mod dispatch;
 mod gateways;

@@ -114,7 +114,7 @@ echo "PostgreSQL: primary 127.0.0.1:$P1, standby 127.0.0.1:$P2 ($(psql_at "$P1" 
 
 # --- PgBouncer in session mode in front of each ----------------------------
 echo '"keyward" ""' > "$WORK/bouncer/users.txt"
-start_bouncer() { # name listen_port server_port
+start_bouncer() { # name listen_port server_port [pool_mode]
     cat > "$WORK/bouncer/$1.ini" <<INI
 [databases]
 keyward = host=127.0.0.1 port=$3 dbname=keyward
@@ -125,7 +125,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $WORK/bouncer/users.txt
 ; keyward keeps named prepared statements per connection: session mode only
-pool_mode = session
+pool_mode = ${4:-session}
 max_client_conn = 200
 default_pool_size = 60
 server_login_retry = 1
@@ -177,6 +177,17 @@ TOML
 }
 config serve-a "$PORT_A"; config serve-b "$PORT_B"; config dispatch 0
 sed -i 's/^workers = 1 *$/workers = 2/' "$WORK/dispatch.toml"
+# Transaction mode is refused at start-up, with the reason.
+B3=$(free_port)
+start_bouncer b3 "$B3" "$P1" transaction
+sleep 0.3
+if out=$(RUST_LOG=warn KEYWARD_CONFIG="$WORK/serve-a.toml" DATABASE_URL="postgres://keyward@127.0.0.1:$B3/keyward?sslmode=disable" \
+        timeout 20 target/release/keyward serve 2>&1); then
+    echo "keyward started through PgBouncer in transaction mode: it should refuse" >&2; exit 1
+fi
+echo "$out" | grep -q 'needs pool_mode = session' || { echo "keyward did not refuse PgBouncer's transaction mode: $out" >&2; exit 1; }
+echo "PgBouncer in transaction mode: refused at start-up ($(echo "$out" | grep -o 'a pooler in transaction[^.]*' | head -1))"
+
 RUST_LOG=warn DATABASE_URL="$DIRECT" KEYWARD_CONFIG="$WORK/dispatch.toml" $KW migrate >/dev/null
 declare -A PID
 start_kw() { # name command url

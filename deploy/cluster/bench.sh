@@ -8,7 +8,9 @@
 # Each round measures, each after a VACUUM and a CHECKPOINT: one instance
 # at 64 connections, then two instances at 32 connections each (64 in
 # all), and prints requests/s (2xx) and two/one. Each instance has the
-# default pool (8 per core). Loopback only, bounded in time; every process
+# default pool (8 per core, 16 here), so two instances hold twice the
+# PostgreSQL connections; a third measurement, one instance with a pool as
+# large as both together, tells what the second process adds beyond them. Loopback only, bounded in time; every process
 # it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,7 @@ WORK=$(mktemp -d /tmp/keyward-bench2-XXXXXX)
 chmod 755 "$WORK"
 PIDS=""
 cleanup() {
+    set +e
     for pid in $PIDS; do kill -INT "$pid" 2>/dev/null; done
     # The first instance runs the private PostgreSQL: stop it last.
     for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
@@ -58,8 +61,9 @@ reply_url = "http://127.0.0.1:9/unused"
 workers = 0   # replies stay queued: this measures the inbound path alone
 TOML
 }
-PORT_A=$(free_port) PORT_B=$(free_port)
-config a "$PORT_A"; config b "$PORT_B"
+PORT_A=$(free_port) PORT_B=$(free_port) PORT_C=$(free_port)
+config a "$PORT_A"; config b "$PORT_B"; config c "$PORT_C"
+printf '[database]\npool_size = 32\n' >> "$WORK/c.toml"
 # A runs the private PostgreSQL (production settings, as in run.sh).
 RUST_LOG=warn KEYWARD_CONFIG="$WORK/a.toml" target/release/keyward serve > "$WORK/a.log" 2>&1 &
 SERVE_A=$!; PIDS="$SERVE_A"
@@ -72,6 +76,10 @@ RUST_LOG=warn KEYWARD_CONFIG="$WORK/b.toml" DATABASE_URL="host=$SOCKET port=5432
     target/release/keyward serve > "$WORK/b.log" 2>&1 &
 SERVE_B=$!; PIDS="$SERVE_B $SERVE_A"
 ready "$PORT_B" || { cat "$WORK/b.log"; exit 1; }
+RUST_LOG=warn KEYWARD_CONFIG="$WORK/c.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
+    target/release/keyward serve > "$WORK/c.log" 2>&1 &
+PIDS="$! $PIDS"
+ready "$PORT_C" || { cat "$WORK/c.log"; exit 1; }
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 "${PSQL[@]}" -c "
@@ -102,9 +110,10 @@ print(round(ok / (int(f["duration_us"]) / 1e6)), int(f["non2xx"]) + int(f["socke
 PY
 }
 status=0
-printf '%-6s %12s %24s %6s %s\n' round "one: req/s" "two: req/s (a + b)" ratio "non-2xx/errors"
+printf '%-6s %12s %24s %6s %18s %6s %s\n' round "one: req/s" "two: req/s (a + b)" ratio "one, pool 32" ratio "non-2xx/errors"
 for round in $(seq "$ROUNDS"); do
     signed "$PORT_A" "$WORK/one"; signed "$PORT_A" "$WORK/two-a"; signed "$PORT_B" "$WORK/two-b"
+    signed "$PORT_C" "$WORK/big"
     settle
     load "$PORT_A" 64 "$WORK/one"; wait $!
     read -r one one_bad <<< "$(ok_rate "$WORK/one")"
@@ -114,8 +123,12 @@ for round in $(seq "$ROUNDS"); do
     wait "$WA" "$WB"
     read -r a a_bad <<< "$(ok_rate "$WORK/two-a")"
     read -r b b_bad <<< "$(ok_rate "$WORK/two-b")"
+    settle
+    load "$PORT_C" 64 "$WORK/big"; wait $!
+    read -r big big_bad <<< "$(ok_rate "$WORK/big")"
     ratio=$(python3 -c "print(f'{($a + $b) / $one:.2f}')")
-    printf '%-6s %12s %24s %6s %s\n' "$round" "$one" "$((a + b)) ($a + $b)" "$ratio" "$one_bad / $a_bad + $b_bad"
-    [ "$one_bad" = 0 ] && [ "$a_bad" = 0 ] && [ "$b_bad" = 0 ] || status=1
+    ratio_big=$(python3 -c "print(f'{($a + $b) / $big:.2f}')")
+    printf '%-6s %12s %24s %6s %18s %6s %s\n' "$round" "$one" "$((a + b)) ($a + $b)" "$ratio" "$big" "$ratio_big" "$one_bad / $a_bad + $b_bad / $big_bad"
+    [ "$one_bad" = 0 ] && [ "$a_bad" = 0 ] && [ "$b_bad" = 0 ] && [ "$big_bad" = 0 ] || status=1
 done
 exit $status

@@ -277,6 +277,7 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 }
 
 async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()> {
+    crate::db::check_session_pooling(&config).await?;
     crate::db::migrate(&config).await?;
     // The dispatcher's own pool, as large as `keyward dispatch` would have:
     // besides each loop's claim and results, every send in a batch may need
@@ -314,9 +315,12 @@ async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()>
 async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
     let (config, cluster) = database(&settings, Tenure::LongRunning).await?;
     let result = async {
+        crate::db::check_session_pooling(&config).await?;
         crate::db::migrate(&config).await?;
         let pool = crate::db::pool(config, settings.pool_size())?;
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let instance = (settings.service.instance.clone())
+            .unwrap_or_else(|| crate::metrics::default_instance(Some("dispatch")));
+        let metrics = Arc::new(crate::metrics::Metrics::for_instance(&instance));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = settings.dispatch.workers.max(1);
         let dispatcher = Arc::new(Dispatcher::new(&settings, pool, metrics)?);

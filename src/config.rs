@@ -181,6 +181,11 @@ pub struct ServiceSettings {
     /// Open connections per HTTP worker; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// This process's name in the `instance` label of its metrics, so
+    /// several instances' series stay apart; default `<hostname>:<port>`
+    /// (`serve`) or `<hostname>:dispatch` (`keyward dispatch`).
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// `trusted_proxies`: each an address or a network, parsed once at load.
@@ -218,6 +223,7 @@ impl Default for ServiceSettings {
             max_auth_failures_per_minute: default_auth_failures(),
             request_timeout_secs: default_request_timeout(),
             max_connections: default_max_connections(),
+            instance: None,
         }
     }
 }
@@ -251,6 +257,18 @@ pub struct DatabaseSettings {
     /// worker's connections, at least one (fewer writers make larger
     /// batches, and a batch's fixed cost is what batching saves).
     pub batch_writers: Option<usize>,
+    /// A hot standby of the database for the staff reads (lookups, lists,
+    /// stats, the consent export), so they do not load the primary that
+    /// takes every webhook. Same form as `url` (and the same `ca_file`).
+    /// Writes (staff opt-outs, tokens, the audit log, sessions) always go
+    /// to the primary.
+    pub read_url: Option<Secret>,
+    /// How far behind the primary the standby may be for a staff read to
+    /// be answered from it; further behind, or unreachable, and the read
+    /// goes to the primary. 0: only a standby that has replayed all it
+    /// received.
+    #[serde(default = "default_max_read_lag")]
+    pub max_read_lag_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,8 +501,14 @@ impl Default for DatabaseSettings {
             ca_file: None,
             max_batch: default_max_batch(),
             batch_writers: None,
+            read_url: None,
+            max_read_lag_secs: default_max_read_lag(),
         }
     }
+}
+
+fn default_max_read_lag() -> u64 {
+    5
 }
 
 fn default_auth_failures() -> u32 {
@@ -714,6 +738,12 @@ impl Settings {
         }
         if !(d.backoff_base_secs > 0.0 && d.backoff_max_secs >= d.backoff_base_secs) {
             problems.push("dispatch: need 0 < backoff_base_secs <= backoff_max_secs".into());
+        }
+        if let Some(name) = &self.service.instance {
+            if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+                problems
+                    .push("service.instance: 1 to 100 characters, no control characters".into());
+            }
         }
         if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
             problems.push("database: pool_size and staff_pool_size must be at least 1".into());

@@ -451,9 +451,13 @@ impl Cluster {
                 }
             }
             // Line 8 of postmaster.pid is the server status; "ready" once it
-            // accepts connections.
+            // accepts connections ("standby" for a hot standby, which
+            // accepts read-only ones).
             if let Ok(text) = fs::read_to_string(&pid_file) {
-                if text.lines().nth(7).map(str::trim) == Some("ready") {
+                if matches!(
+                    text.lines().nth(7).map(str::trim),
+                    Some("ready" | "standby")
+                ) {
                     return Ok(());
                 }
             }

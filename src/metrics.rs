@@ -1,6 +1,13 @@
 //! Prometheus metrics: requests by route and status, request latency, and
 //! connection-pool usage. One registry per application instance, so several
 //! instances (tests) in one process do not collide.
+//!
+//! Every series carries an `instance` label naming the process
+//! (`service.instance`, default `<hostname>:<port>`): with several keyward
+//! processes behind one scrape job or one remote-write, their counters
+//! stay apart. (Prometheus sets its own `instance` on scrape; with
+//! `honor_labels: true` keyward's is kept, otherwise it shows as
+//! `exported_instance`.)
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -54,9 +61,17 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 }
 
 impl Metrics {
+    /// A registry for the process named by [`default_instance`] with no port.
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("keyward".into()), None)
-            .expect("a static prefix is a valid registry");
+        Self::for_instance(&default_instance(None))
+    }
+
+    /// A registry whose every series has `instance="<instance>"`.
+    pub fn for_instance(instance: &str) -> Self {
+        let labels =
+            std::collections::HashMap::from([("instance".to_owned(), instance.to_owned())]);
+        let registry = Registry::new_custom(Some("keyward".into()), Some(labels))
+            .expect("a static prefix and a label value make a valid registry");
         let requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -190,6 +205,19 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding to a Vec cannot fail");
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `<hostname>:<what>`, the `instance` label when `service.instance` is not
+/// set: the listening port for `serve`, `dispatch` for `keyward dispatch`.
+pub fn default_instance(what: Option<&str>) -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "keyward".into());
+    match what {
+        Some(what) => format!("{host}:{what}"),
+        None => host,
     }
 }
 

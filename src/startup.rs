@@ -48,6 +48,18 @@ pub fn check(settings: &Settings) -> Vec<String> {
             problems.push(format!("database.url / DATABASE_URL: {e}"));
         }
     }
+    if let Some(url) = &settings.database.read_url {
+        if settings.database.url.is_none() {
+            problems.push(
+                "database.read_url: needs database.url (DATABASE_URL); the private cluster has no standby"
+                    .into(),
+            );
+        }
+        if let Err(e) = crate::db::Target::parse(url.expose(), settings.database.ca_file.as_deref())
+        {
+            problems.push(format!("database.read_url: {e}"));
+        }
+    }
     // Each gateway judges its own settings (keys, account ids, tokens).
     match Senders::from_settings(settings) {
         Ok(senders) => {
@@ -164,13 +176,36 @@ impl Application {
         let staff_pool = crate::db::pool(db.clone(), settings.database.staff_pool_size)
             .map_err(std::io::Error::other)?;
         let staff_data = web::Data::new(staff_pool.clone());
+        // Lookups, lists, stats and the export: from the read replica when
+        // one is configured (and current enough), else the staff pool.
+        let staff_reads = match &settings.database.read_url {
+            Some(url) => {
+                let replica =
+                    crate::db::Target::parse(url.expose(), settings.database.ca_file.as_deref())
+                        .map_err(std::io::Error::other)?;
+                crate::db::replica::StaffReads::with_replica(
+                    staff_pool.clone(),
+                    replica,
+                    settings.database.staff_pool_size,
+                    settings.database.max_read_lag_secs,
+                )
+                .map_err(std::io::Error::other)?
+            }
+            None => crate::db::replica::StaffReads::primary_only(staff_pool.clone()),
+        };
+        let staff_reads = web::Data::new(staff_reads);
         let staff_pool = web::Data::new(StaffPool(staff_pool));
         let guard = web::Data::new(AuthGuard::new(
             settings.service.max_auth_failures_per_minute,
             crate::routes::guard::FAILURES_PER_SECOND,
         ));
         let next_pool = Arc::new(AtomicUsize::new(0));
-        let metrics = web::Data::new(Metrics::new());
+        let instance = settings
+            .service
+            .instance
+            .clone()
+            .unwrap_or_else(|| metrics::default_instance(Some(&port.to_string())));
+        let metrics = web::Data::new(Metrics::for_instance(&instance));
         let shared_metrics = metrics.clone().into_inner();
         let gateways = Gateways::from_settings(&settings)
             .map_err(|problems| std::io::Error::other(ConfigError(problems)))?;
@@ -230,6 +265,7 @@ impl Application {
                         .wrap(middleware::from_fn(staff_auth::audit))
                         .wrap(no_store())
                         .app_data(staff_data.clone())
+                        .app_data(staff_reads.clone())
                         .app_data(error::path_config())
                         .route("/subscribers", web::get().to(support::list))
                         .route("/subscribers/{number}", web::get().to(support::lookup))

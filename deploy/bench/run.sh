@@ -193,7 +193,7 @@ print(f'PostgreSQL {($cpu1-$cpu0)/t*1e6:.0f} µs of CPU per transaction' if t el
 # keyward's pool size: pgbench with as many clients as keyward has
 # connections is the fairer ceiling (64 backends on 2 cores contend far
 # more than 8 do), so the ratio is taken against the better of the two.
-POOL=$(curl -s "$URL/metrics" | sed -n 's/^keyward_db_pool_max_connections \([0-9]*\)/\1/p')
+POOL=$(curl -s "$URL/metrics" | sed -n 's/^keyward_db_pool_max_connections\({[^}]*}\)\{0,1\} \([0-9]*\)$/\2/p')
 LEAN=(-f "$BENCH/lean.pgbench.sql")
 echo "pgbench ceiling, $POOL clients (keyward's pool size), ${SECS}s…"
 measure_pgbench "pgbench-pool" "$POOL"

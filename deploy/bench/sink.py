@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A local stand-in for an SMS provider that accepts every request.
 
-    python3 deploy/bench/sink.py PORT [COUNT_FILE]
+    python3 deploy/bench/sink.py PORT [COUNT_FILE [KEYS_FILE]]
 
 Answers each HTTP/1.1 request with an empty 200 on a kept-alive
 connection; on SIGTERM/SIGINT writes the number of requests it answered to
-COUNT_FILE (if given) and exits. The target of the dispatcher benchmark.
+COUNT_FILE (if given) and exits. With KEYS_FILE, each request's
+Idempotency-Key is written there, one a line, as it arrives (the cluster
+drill counts deliveries per key). The target of the dispatcher benchmark.
 Listens on 127.0.0.1 only.
 """
 
@@ -18,6 +20,7 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
 class Sink(asyncio.Protocol):
     answered = 0
+    keys = None
 
     def connection_made(self, transport):
         self.transport = transport
@@ -30,19 +33,27 @@ class Sink(asyncio.Protocol):
             if head_end < 0:
                 return
             length = 0
+            key = None
             for line in self.buffer[:head_end].split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value.strip())
+                elif name == b"idempotency-key":
+                    key = value.strip()
             end = head_end + 4 + length
             if len(self.buffer) < end:
                 return
             self.buffer = self.buffer[end:]
             Sink.answered += 1
+            if Sink.keys is not None:
+                Sink.keys.write((key or b"-") + b"\n")
             self.transport.write(OK)
 
 
-async def main(port, count_file):
+async def main(port, count_file, keys_file=None):
+    if keys_file:
+        Sink.keys = open(keys_file, "ab", buffering=0)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,4 +67,4 @@ async def main(port, count_file):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
+    asyncio.run(main(int(sys.argv[1]), *(sys.argv[2:4] or [None])))

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod broadcasts;
 pub mod inbound;
 pub mod outbox;
+pub mod replica;
 pub mod support;
 pub mod tls;
 pub mod types;
@@ -328,7 +329,24 @@ impl From<&Target> for Target {
 /// quick 503 rather than requests piling up. TLS is set up per connection,
 /// never per query.
 pub fn pool(target: impl Into<Target>, max_size: usize) -> Result<Pool, DbError> {
-    let Target { pg, tls } = target.into();
+    pool_with_timeout(target, max_size, Duration::from_secs(5))
+}
+
+/// [`pool`] with waits for a connection, a new connection and a recycle
+/// check bounded by `timeout`.
+pub fn pool_with_timeout(
+    target: impl Into<Target>,
+    max_size: usize,
+    timeout: Duration,
+) -> Result<Pool, DbError> {
+    let Target { mut pg, tls } = target.into();
+    // A host that does not answer at all (a machine gone from a host
+    // list) costs at most half the wait before the next host is tried;
+    // without it the kernel's TCP timeout (minutes) would outlast every
+    // wait and the next host would never be reached.
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(timeout / 2);
+    }
     let manager = Manager::from_config(
         pg,
         tls.connector(),
@@ -339,9 +357,9 @@ pub fn pool(target: impl Into<Target>, max_size: usize) -> Result<Pool, DbError>
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }
@@ -382,6 +400,56 @@ pub async fn migrate(target: impl Into<Target>) -> Result<usize, DbError> {
         );
     }
     Ok(report.applied_migrations().len())
+}
+
+/// Refuses a connection pooler between keyward and PostgreSQL that does
+/// not keep one server session per connection (PgBouncer's
+/// `pool_mode = transaction` or `statement`): keyward prepares named
+/// statements once per connection and reuses them, which such a pooler
+/// sends to whichever server connection is free, and PgBouncer 1.18
+/// (Debian 12) cannot make up for it.
+///
+/// The probe: connection A asks for its server process, connection B
+/// opens a transaction and asks for its own, and A asks again. Through a
+/// session, A keeps its process and B has another; a transaction pooler
+/// hands A's idle server connection to B (PgBouncer reuses the most
+/// recently used one) and A then gets a different one.
+pub async fn check_session_pooling(target: impl Into<Target>) -> Result<(), DbError> {
+    let Target { pg, tls } = target.into();
+    let connect = || async {
+        let (client, connection) = pg
+            .connect(tls.connector())
+            .await
+            .map_err(DbError::Connect)?;
+        tokio::spawn(connection);
+        Ok::<_, DbError>(client)
+    };
+    async fn pid(client: &tokio_postgres::Client) -> Result<String, DbError> {
+        for message in client.simple_query("SELECT pg_backend_pid()").await? {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                return Ok(row.get(0).unwrap_or_default().to_owned());
+            }
+        }
+        Err(DbError::Decode(
+            "SELECT pg_backend_pid() returned no row".into(),
+        ))
+    }
+    let a = connect().await?;
+    let b = connect().await?;
+    let first = pid(&a).await?;
+    b.simple_query("BEGIN").await?;
+    let other = pid(&b).await?;
+    let again = pid(&a).await?;
+    b.simple_query("ROLLBACK").await?;
+    if other == first || again != first {
+        return Err(DbError::Config(
+            "the server session behind one connection changes between transactions: a pooler \
+             in transaction or statement mode (PgBouncer's pool_mode) is in between. keyward \
+             keeps named prepared statements per connection, so it needs pool_mode = session"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Is the database reachable and answering?

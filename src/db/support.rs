@@ -298,6 +298,7 @@ pub async fn subscriber(
         programs: Vec::new(),
         timeline: Vec::new(),
         next_before: None,
+        as_of: None,
     };
     for r in &rows {
         let Some(program) = r.get::<_, Option<String>>(2) else {
@@ -451,7 +452,11 @@ pub async fn list(
     } else {
         None
     };
-    Ok(SubscriberPage { items, next_cursor })
+    Ok(SubscriberPage {
+        items,
+        next_cursor,
+        as_of: None,
+    })
 }
 
 /// Records a staff opt-out (see `keyward_staff_opt_out` in
@@ -550,14 +555,26 @@ const EXPORT_PAGE: &str = "
 /// in other databases of the same cluster are not waited for). From then
 /// on the events up to the bound are final: the ledger is append-only.
 /// `None` if those writers are still running after `wait`.
+///
+/// On a hot standby (`standby`) the bound is the highest event it has
+/// replayed instead: a standby's sequence reads up to 32 numbers ahead of
+/// those handed out (the primary logs them in advance), and the events of
+/// numbers it has not replayed are not there yet. A writer still running
+/// on the primary is waited for the same way, until the standby replays
+/// its end.
 pub async fn export_bound(
     client: &impl GenericClient,
     wait: std::time::Duration,
+    standby: bool,
 ) -> Result<Option<i64>, DbError> {
     let bound: i64 = client
         .query_one(
-            "SELECT coalesce(pg_sequence_last_value(
-                        pg_get_serial_sequence('subscription_events', 'id')::regclass), 0)",
+            if standby {
+                "SELECT coalesce(max(id), 0) FROM subscription_events"
+            } else {
+                "SELECT coalesce(pg_sequence_last_value(
+                        pg_get_serial_sequence('subscription_events', 'id')::regclass), 0)"
+            },
             &[],
         )
         .await?
@@ -687,5 +704,6 @@ pub async fn stats(client: &impl GenericClient, days: i32) -> Result<Stats, DbEr
         programs,
         daily,
         daily_by_program,
+        as_of: None,
     })
 }

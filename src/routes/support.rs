@@ -10,6 +10,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::config::Settings;
 use crate::core::State;
+use crate::db::replica::{Freshness, Source, StaffReads};
 use crate::db::support::{self as q, Goodbye, StaffOptOut};
 use crate::error::ApiError;
 use crate::msisdn::Msisdn;
@@ -53,7 +54,7 @@ pub async fn lookup(
     staff: Staff,
     number: web::Path<String>,
     query: web::Query<LookupQuery>,
-    pool: web::Data<Pool>,
+    reads: web::Data<StaffReads>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     require(&staff, Role::Support)?;
@@ -66,9 +67,14 @@ pub async fn lookup(
         })?),
         None => None,
     };
-    let client = client(&pool).await?;
-    match q::subscriber(&client, msisdn.as_str(), limit, before.as_ref()).await? {
-        Some(s) => Ok(HttpResponse::Ok().json(s)),
+    let (found, fresh) = reads
+        .read(async |c| q::subscriber(c, msisdn.as_str(), limit, before.as_ref()).await)
+        .await?;
+    match found {
+        Some(mut s) => {
+            s.as_of = Some(fresh.into());
+            Ok(read_answer(fresh).json(s))
+        }
         None => Err(ApiError::NotFound("this number has never been seen".into())),
     }
 }
@@ -108,7 +114,7 @@ fn optional<T>(
 pub async fn list(
     staff: Staff,
     query: web::Query<ListQuery>,
-    pool: web::Data<Pool>,
+    reads: web::Data<StaffReads>,
 ) -> Result<HttpResponse, ApiError> {
     require(&staff, Role::Support)?;
     let program = optional(query.program.as_deref(), staff::program_name)?;
@@ -119,9 +125,11 @@ pub async fn list(
     })?;
     let cursor = optional(query.cursor.as_deref(), staff::list_cursor)?;
     let limit = staff::page_limit(query.limit, 100, 1000).map_err(ApiError::BadRequest)?;
-    let client = client(&pool).await?;
-    let page = q::list(&client, program.as_deref(), state, cursor.as_deref(), limit).await?;
-    Ok(HttpResponse::Ok().json(page))
+    let (mut page, fresh) = reads
+        .read(async |c| q::list(c, program.as_deref(), state, cursor.as_deref(), limit).await)
+        .await?;
+    page.as_of = Some(fresh.into());
+    Ok(read_answer(fresh).json(page))
 }
 
 /// A staff opt-out.
@@ -297,16 +305,23 @@ const EXPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn consent_export(
     staff: Staff,
     query: web::Query<ExportQuery>,
-    pool: web::Data<Pool>,
+    reads: web::Data<StaffReads>,
 ) -> Result<HttpResponse, ApiError> {
     require(&staff, Role::Support)?;
     let program = optional(query.program.as_deref(), staff::program_name)?;
     let since = optional(query.since.as_deref(), staff::parse_since)?;
-    // The export is a snapshot: events up to this one, all of them final.
-    let upto = q::export_bound(&client(&pool).await?, EXPORT_SETTLE)
-        .await?
-        .ok_or(ApiError::Unavailable)?;
-    let pool = pool.into_inner();
+    // The export is a snapshot: events up to this one, all of them final,
+    // read from one place (the replica, or the primary) to the end.
+    let (bound_client, fresh) = reads.client().await?;
+    let upto = q::export_bound(
+        &bound_client,
+        EXPORT_SETTLE,
+        fresh.source == Source::Replica,
+    )
+    .await?
+    .ok_or(ApiError::Unavailable)?;
+    drop(bound_client);
+    let pool = std::sync::Arc::new(reads.pool(fresh.source).clone());
     struct Cursor {
         after: i64,
         first: bool,
@@ -386,7 +401,7 @@ pub async fn consent_export(
             }
         }
     });
-    Ok(HttpResponse::Ok()
+    Ok(read_answer(fresh)
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             "content-disposition",
@@ -404,10 +419,28 @@ pub async fn consent_export(
     ),
     security(("bearer" = []))
 )]
-pub async fn stats(staff: Staff, pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+pub async fn stats(staff: Staff, reads: web::Data<StaffReads>) -> Result<HttpResponse, ApiError> {
     require(&staff, Role::Support)?;
-    let client = client(&pool).await?;
-    Ok(HttpResponse::Ok().json(q::stats(&client, 30).await?))
+    let (mut stats, fresh) = reads.read(async |c| q::stats(c, 30).await).await?;
+    stats.as_of = Some(fresh.into());
+    Ok(read_answer(fresh).json(stats))
+}
+
+/// A 200 for a staff read, saying where it was read and as of when
+/// (`X-Keyward-Read-From: primary|replica`, `X-Keyward-As-Of: <RFC 3339>`,
+/// `X-Keyward-Lag-Secs`): the export's CSV has no other place for it.
+fn read_answer(fresh: Freshness) -> actix_web::HttpResponseBuilder {
+    let mut answer = HttpResponse::Ok();
+    answer
+        .insert_header(("x-keyward-read-from", fresh.source.as_str()))
+        .insert_header((
+            "x-keyward-as-of",
+            fresh
+                .at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ))
+        .insert_header(("x-keyward-lag-secs", format!("{:.3}", fresh.lag_secs)));
+    answer
 }
 
 /// A token to create.

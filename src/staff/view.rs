@@ -101,6 +101,33 @@ pub struct Subscriber {
     pub timeline: Vec<TimelineItem>,
     /// Pass as `before` for the next (older) page; null on the last page.
     pub next_before: Option<String>,
+    /// Where this answer was read and how current it is (set by the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<AsOf>,
+}
+
+/// Where a staff read was answered from, and as of when: the primary, or
+/// the read replica (`database.read_url`) and how far behind it was.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AsOf {
+    /// `primary` or `replica`.
+    #[schema(example = "replica")]
+    pub source: String,
+    /// The data is the primary's as of this moment.
+    pub at: DateTime<Utc>,
+    /// How far behind the primary it was, in seconds (0 on the primary).
+    #[schema(example = 0.0)]
+    pub lag_secs: f64,
+}
+
+impl From<crate::db::replica::Freshness> for AsOf {
+    fn from(f: crate::db::replica::Freshness) -> Self {
+        Self {
+            source: f.source.as_str().to_owned(),
+            at: f.at,
+            lag_secs: f.lag_secs,
+        }
+    }
 }
 
 /// A number's state in one program and the evidence for it.
@@ -211,6 +238,9 @@ pub struct SubscriberPage {
     pub items: Vec<SubscriberSummary>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// Where this answer was read and how current it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<AsOf>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -248,6 +278,9 @@ pub struct Stats {
     pub daily: Vec<DayCounts>,
     /// The same per program (only days with activity).
     pub daily_by_program: Vec<ProgramDayCounts>,
+    /// Where this answer was read and how current it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<AsOf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -531,6 +564,7 @@ mod tests {
                 inbound_message_id: Some(1),
             }],
             next_before: None,
+            as_of: None,
         }
     }
 

@@ -29,7 +29,9 @@ async fn an_unknown_path_is_a_json_404() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
-    let app = spawn_app().await;
+    let mut settings = support::signed_generic_settings();
+    settings.service.instance = Some("api-1".into());
+    let app = support::spawn_app_on(support::fresh_database().await, settings).await;
     app.get("/healthz").await;
     app.get("/readyz").await;
     app.get("/nope/42").await;
@@ -41,11 +43,11 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
         .starts_with("text/plain"));
     let text = res.text().await.unwrap();
     for needle in [
-        r#"keyward_http_requests_total{method="GET",route="/healthz",status="200"} 1"#,
-        r#"keyward_http_requests_total{method="GET",route="/readyz",status="200"} 1"#,
-        r#"keyward_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
-        r#"keyward_http_request_duration_seconds_count{route="/healthz"} 1"#,
-        "keyward_db_pool_max_connections 4",
+        r#"keyward_http_requests_total{method="GET",route="/healthz",status="200",instance="api-1"} 1"#,
+        r#"keyward_http_requests_total{method="GET",route="/readyz",status="200",instance="api-1"} 1"#,
+        r#"keyward_http_requests_total{method="GET",route="unmatched",status="404",instance="api-1"} 1"#,
+        r#"keyward_http_request_duration_seconds_count{route="/healthz",instance="api-1"} 1"#,
+        r#"keyward_db_pool_max_connections{instance="api-1"} 4"#,
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -53,6 +55,21 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_pool() {
         !text.contains("/nope/42"),
         "raw paths must not become labels"
     );
+}
+
+#[tokio::test]
+async fn every_series_names_its_instance_by_host_and_port_by_default() {
+    let app = spawn_app().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let port = app.address.rsplit(':').next().unwrap();
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!series.is_empty());
+    for line in series {
+        assert!(
+            line.contains(&format!(":{port}\"")) && line.contains("instance=\""),
+            "{line} has no instance label ending in :{port}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

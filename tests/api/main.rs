@@ -5,10 +5,12 @@ mod support;
 
 mod batch;
 mod broadcasts;
+mod cluster;
 mod console;
 mod dispatch;
 mod gateways;
 mod health;
+mod replica;
 mod schema;
 mod security;
 mod staff;

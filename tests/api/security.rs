@@ -350,11 +350,11 @@ async fn metric_labels_come_from_a_fixed_set() {
     assert!(!text.contains("AAAA"), "no series per invented method");
     assert!(text.contains("method=\"OTHER\""), "{text}");
     assert!(
-        text.contains("keyward_outbox_replies{status=\"queued\"}"),
+        text.contains("keyward_outbox_replies{status=\"queued\","),
         "{text}"
     );
     assert!(
-        !text.contains("keyward_outbox_replies{status=\"sent\"}"),
+        !text.contains("keyward_outbox_replies{status=\"sent\","),
         "finished replies are counted by replies_total, not by a scan"
     );
 }

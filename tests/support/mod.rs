@@ -309,3 +309,36 @@ pub async fn drain(dispatcher: &Arc<keyward::dispatch::Dispatcher>) -> usize {
         total += n;
     }
 }
+
+/// A hot standby of `primary`, streaming from it: a `pg_basebackup` of
+/// the running cluster (`-R` writes its `primary_conninfo`), started as a
+/// cluster of its own. Fails loudly when it cannot be made.
+pub fn standby_of(primary: &Cluster) -> Cluster {
+    use std::os::unix::process::CommandExt;
+    let options = throwaway_cluster_options();
+    let bins = keyward::embedded::Binaries::locate().expect("PostgreSQL binaries");
+    std::fs::create_dir_all(&options.dir).expect("standby dir");
+    let mut cmd = std::process::Command::new(bins.bin_dir.join("pg_basebackup"));
+    cmd.arg("-D")
+        .arg(options.dir.join("pgdata"))
+        .arg("-h")
+        .arg(primary.socket_dir())
+        .args(["-p", "5432", "-U", keyward::embedded::SUPERUSER])
+        .args(["-X", "stream", "-R", "-c", "fast", "--no-sync"]);
+    if nix::unistd::Uid::effective().is_root() {
+        // PostgreSQL runs as `postgres` when we are root; so does its copy.
+        let user = nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .expect("a postgres account (we are root)");
+        nix::unistd::chown(&options.dir, Some(user.uid), Some(user.gid)).expect("chown");
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let out = cmd.output().expect("run pg_basebackup");
+    assert!(
+        out.status.success(),
+        "pg_basebackup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start_or_fail(&options)
+}

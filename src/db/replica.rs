@@ -200,3 +200,15 @@ async fn standby_client(pool: &Pool) -> Result<(Object, Freshness), DbError> {
         },
     ))
 }
+
+/// What a staff answer says of where it was read (`staff` knows nothing
+/// of the database; the database layer knows the view it answers).
+impl From<Freshness> for crate::staff::view::AsOf {
+    fn from(f: Freshness) -> Self {
+        Self {
+            source: f.source.as_str().to_owned(),
+            at: f.at,
+            lag_secs: f.lag_secs,
+        }
+    }
+}

@@ -120,16 +120,6 @@ pub struct AsOf {
     pub lag_secs: f64,
 }
 
-impl From<crate::db::replica::Freshness> for AsOf {
-    fn from(f: crate::db::replica::Freshness) -> Self {
-        Self {
-            source: f.source.as_str().to_owned(),
-            at: f.at,
-            lag_secs: f.lag_secs,
-        }
-    }
-}
-
 /// A number's state in one program and the evidence for it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProgramState {

@@ -507,6 +507,16 @@ fn read_audience(
     receiver
 }
 
+/// The status a control action (`pause`, `resume`, `cancel`) leads to.
+pub fn status_after(action: &str) -> Option<&'static str> {
+    match action {
+        "pause" => Some("paused"),
+        "resume" => Some("active"),
+        "cancel" => Some("cancelled"),
+        _ => None,
+    }
+}
+
 /// How far back sends can matter to `policy`'s cap or gap.
 fn look_back(policy: &SendingPolicy) -> Duration {
     Duration::days(i64::from(policy.period_days))

@@ -288,11 +288,8 @@ pub async fn control(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let to = match action.as_str() {
-        "pause" => "paused",
-        "resume" => "active",
-        "cancel" => "cancelled",
-        _ => return Err(ApiError::NotFound("no such endpoint".into())),
+    let Some(to) = broadcast::status_after(&action) else {
+        return Err(ApiError::NotFound("no such endpoint".into()));
     };
     set_status(&staff, id, to, &pool).await
 }

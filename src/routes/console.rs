@@ -124,6 +124,25 @@ fn refuse_cross_site(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// Who posted a form that changes something: `None` when not signed in;
+/// refused when posted from another site or with a stale CSRF token.
+async fn posted_by(
+    req: &HttpRequest,
+    pool: &Pool,
+    sent_csrf: &str,
+) -> Result<Option<(Staff, String)>, ApiError> {
+    refuse_cross_site(req)?;
+    let Some((staff, csrf)) = current(req, pool).await? else {
+        return Ok(None);
+    };
+    if !csrf_ok(sent_csrf, &csrf) {
+        return Err(ApiError::Forbidden(
+            "the form is stale or not ours; reload the page".into(),
+        ));
+    }
+    Ok(Some((staff, csrf)))
+}
+
 fn csrf_ok(sent: &str, expected: &str) -> bool {
     sent.as_bytes().ct_eq(expected.as_bytes()).into()
 }
@@ -647,15 +666,9 @@ pub async fn opt_out(
     settings: web::Data<Settings>,
     programs: web::Data<Programs>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_cross_site(&req)?;
-    let Some((staff, csrf)) = current(&req, &pool).await? else {
+    let Some((staff, csrf)) = posted_by(&req, &pool, &form.csrf).await? else {
         return Ok(redirect("/console/login"));
     };
-    if !csrf_ok(&form.csrf, &csrf) {
-        return Err(ApiError::Forbidden(
-            "the form is stale or not ours; reload the page".into(),
-        ));
-    }
     let msisdn = parse_number(&form.number, &settings)?;
     note_number(&req, &msisdn);
     let program = form.program.as_deref().filter(|p| !p.is_empty());
@@ -718,25 +731,14 @@ pub async fn control_broadcast(
     form: web::Form<ControlForm>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_cross_site(&req)?;
-    let Some((staff, csrf)) = current(&req, &pool).await? else {
+    let Some((staff, csrf)) = posted_by(&req, &pool, &form.csrf).await? else {
         return Ok(redirect("/console/login"));
     };
-    if !csrf_ok(&form.csrf, &csrf) {
-        return Err(ApiError::Forbidden(
-            "the form is stale or not ours; reload the page".into(),
-        ));
-    }
     require(&staff, Role::Marketing)?;
-    let to = match form.action.as_str() {
-        "pause" => "paused",
-        "resume" => "active",
-        "cancel" => "cancelled",
-        _ => {
-            return Err(ApiError::BadRequest(
-                "action: pause, resume or cancel".into(),
-            ))
-        }
+    let Some(to) = crate::broadcast::status_after(&form.action) else {
+        return Err(ApiError::BadRequest(
+            "action: pause, resume or cancel".into(),
+        ));
     };
     if to == "cancelled" && form.confirmed.as_deref() != Some("yes") {
         return Ok(ok(layout(

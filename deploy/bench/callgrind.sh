@@ -47,8 +47,9 @@ for _ in $(seq 120); do "${PSQL[@]}" -c 'SELECT 1' >/dev/null 2>&1 && break; sle
 # In version order (V10 after V9), as refinery applies them.
 for f in $(ls sql/V*.sql | sort -V) $EXTRA; do "${PSQL[@]}" -f "$f" >/dev/null; done
 
-# The same scripts as run.sh.
+# The same scripts as run.sh, from the same steady state.
 . deploy/bench/mix.sh
+"${PSQL[@]}" -c "$SEED_SQL" >/dev/null
 write_mix "$WORK" "$BATCH"
 mix() { # transactions seed
     "$PGBIN/pgbench" -n -M prepared -c 1 -t "$1" --random-seed="$2" -h "$WORK" -U keyward \

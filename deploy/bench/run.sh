@@ -104,20 +104,8 @@ inbound_rows() { "${PSQL_ON[@]}" "$DB" -c "SELECT count(*) FROM inbound_messages
 settle() { "${PSQL_ON[@]}" "$DB" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
-# The steady state of a short code in a campaign: every number that texts
-# is known and subscribed (a ledger event each). Without this the first
-# measurement mostly creates subscribers while later ones update them, and
-# the first (pgbench, by order) came out up to 40 % faster than a second
-# run of itself.
-SEED="
-    INSERT INTO subscribers (msisdn, version)
-    SELECT '+62812' || lpad(g::text, 7, '0'), 1 FROM generate_series(0, 99999) g;
-    INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
-    SELECT msisdn, 'promo', 'none', 'subscribed', 'system', 'benchmark seed', now() FROM subscribers;
-    INSERT INTO subscriptions (msisdn, program, state, since, event_id)
-    SELECT msisdn, program, to_state, effective_at, id FROM subscription_events;
-    ANALYZE;"
-"${PSQL[@]}" -c "$SEED"
+. $BENCH/mix.sh
+"${PSQL[@]}" -c "$SEED_SQL"
 "${PSQL[@]}" -f $BENCH/lean.sql
 
 # An earlier build of keyward, on the same PostgreSQL (its own database,
@@ -137,11 +125,10 @@ if [ -n "${BENCH_BEFORE:-}" ]; then
     BEFORE=$!
     for _ in $(seq 300); do curl -sf "$BEFORE_URL/readyz" >/dev/null && break; sleep 0.2; done
     curl -sf "$BEFORE_URL/readyz" >/dev/null || { cat "$WORK/before.log"; exit 1; }
-    "${PSQL_ON[@]}" before -c "$SEED"
+    "${PSQL_ON[@]}" before -c "$SEED_SQL"
 fi
 
 # One pgbench script per kind of message, weighted like the request mix.
-. $BENCH/mix.sh
 write_mix "$WORK"
 
 POSTMASTER=$(head -1 "$SOCKET/pgdata/postmaster.pid")

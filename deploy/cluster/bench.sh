@@ -82,14 +82,8 @@ PIDS="$! $PIDS"
 ready "$PORT_C" || { cat "$WORK/c.log"; exit 1; }
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
-"${PSQL[@]}" -c "
-    INSERT INTO subscribers (msisdn, version)
-    SELECT '+62812' || lpad(g::text, 7, '0'), 1 FROM generate_series(0, 99999) g;
-    INSERT INTO subscription_events (msisdn, program, from_state, to_state, cause, actor, effective_at)
-    SELECT msisdn, 'promo', 'none', 'subscribed', 'system', 'benchmark seed', now() FROM subscribers;
-    INSERT INTO subscriptions (msisdn, program, state, since, event_id)
-    SELECT msisdn, program, to_state, effective_at, id FROM subscription_events;
-    ANALYZE;"
+. deploy/bench/mix.sh
+"${PSQL[@]}" -c "$SEED_SQL"
 echo "fsync=$("${PSQL[@]}" -c 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -c 'SHOW synchronous_commit')"
 
 signed() { # port out-file  (pre-signed requests, made before any load starts)

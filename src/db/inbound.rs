@@ -72,28 +72,9 @@ pub async fn load_facts(
     let mut facts = StoredFacts::default();
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
-            facts.version = get::<Option<i64>>(row, 0)?.unwrap_or(0);
-            facts.last_goodbye_at = get(row, 1)?;
-            facts.last_fallback_at = get(row, 2)?;
-            facts.same_text_last_hour = get::<i32>(row, 3)?.max(0) as u32;
-            facts.duplicate = match get::<Option<i64>>(row, 4)? {
-                Some(inbound_id) => Some(StoredAnswer {
-                    inbound_id,
-                    action: get(row, 5)?,
-                    program: get(row, 6)?,
-                    state: get(row, 7)?,
-                }),
-                None => None,
-            };
+            facts = head(row, 0)?;
         }
-        if let Some(program) = get::<Option<String>>(row, 8)? {
-            facts.programs.push(Subscription {
-                program,
-                state: get(row, 9)?,
-                since: get(row, 10)?,
-                last_opt_out_at: get(row, 11)?,
-            });
-        }
+        facts.programs.extend(subscription(row, 8)?);
     }
     Ok(facts)
 }
@@ -146,31 +127,9 @@ pub async fn load_facts_batch(
             .ok_or_else(|| DbError::Decode(format!("facts for message {i} of a batch")))?;
         let facts = match slot {
             Some(facts) => facts,
-            None => slot.insert(StoredFacts {
-                version: get::<Option<i64>>(row, 1)?.unwrap_or(0),
-                last_goodbye_at: get(row, 2)?,
-                last_fallback_at: get(row, 3)?,
-                same_text_last_hour: get::<i32>(row, 4)?.max(0) as u32,
-                programs: Vec::new(),
-                duplicate: match get::<Option<i64>>(row, 5)? {
-                    Some(inbound_id) => Some(StoredAnswer {
-                        inbound_id,
-                        action: get(row, 6)?,
-                        program: get(row, 7)?,
-                        state: get(row, 8)?,
-                    }),
-                    None => None,
-                },
-            }),
+            None => slot.insert(head(row, 1)?),
         };
-        if let Some(program) = get::<Option<String>>(row, 9)? {
-            facts.programs.push(Subscription {
-                program,
-                state: get(row, 10)?,
-                since: get(row, 11)?,
-                last_opt_out_at: get(row, 12)?,
-            });
-        }
+        facts.programs.extend(subscription(row, 9)?);
     }
     all.into_iter()
         .enumerate()
@@ -178,6 +137,41 @@ pub async fn load_facts_batch(
             f.ok_or_else(|| DbError::Decode(format!("no facts for message {i} of a batch")))
         })
         .collect()
+}
+
+/// The facts of a number from the first row of its [`LOAD_FACTS`] (or
+/// [`LOAD_FACTS_BATCH`]) answer, whose columns start at `at`; its
+/// subscriptions come one per row ([`subscription`]).
+fn head(row: &tokio_postgres::Row, at: usize) -> Result<StoredFacts, DbError> {
+    Ok(StoredFacts {
+        version: get::<Option<i64>>(row, at)?.unwrap_or(0),
+        last_goodbye_at: get(row, at + 1)?,
+        last_fallback_at: get(row, at + 2)?,
+        same_text_last_hour: get::<i32>(row, at + 3)?.max(0) as u32,
+        programs: Vec::new(),
+        duplicate: match get::<Option<i64>>(row, at + 4)? {
+            Some(inbound_id) => Some(StoredAnswer {
+                inbound_id,
+                action: get(row, at + 5)?,
+                program: get(row, at + 6)?,
+                state: get(row, at + 7)?,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// The subscription a facts row carries in its columns from `at`, if any.
+fn subscription(row: &tokio_postgres::Row, at: usize) -> Result<Option<Subscription>, DbError> {
+    let Some(program) = get::<Option<String>>(row, at)? else {
+        return Ok(None);
+    };
+    Ok(Some(Subscription {
+        program,
+        state: get(row, at + 1)?,
+        since: get(row, at + 2)?,
+        last_opt_out_at: get(row, at + 3)?,
+    }))
 }
 
 /// Inside a transaction: makes sure the number has a row and locks it until

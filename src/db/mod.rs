@@ -9,6 +9,7 @@ use tokio_postgres::config::Host;
 
 pub mod batch;
 pub mod broadcasts;
+pub mod history;
 pub mod inbound;
 pub mod outbox;
 pub mod replica;

@@ -6,16 +6,19 @@ use crate::support::{connect, empty_database, fresh_database};
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_a_second_run_is_a_no_op() {
     let db = empty_database().await;
-    let first = keyward::db::migrate(&db).await.expect("first run");
+    let first = keyward::db::migrate(&db, false).await.expect("first run");
     assert!(first >= 1, "the first run applies the migrations");
-    let second = keyward::db::migrate(&db).await.expect("second run");
+    let second = keyward::db::migrate(&db, false).await.expect("second run");
     assert_eq!(second, 0, "the second run has nothing to do");
 }
 
 #[tokio::test]
 async fn two_concurrent_migrations_both_succeed_and_apply_the_schema_once() {
     let db = empty_database().await;
-    let (a, b) = tokio::join!(keyward::db::migrate(&db), keyward::db::migrate(&db));
+    let (a, b) = tokio::join!(
+        keyward::db::migrate(&db, false),
+        keyward::db::migrate(&db, false)
+    );
     let (a, b) = (a.expect("first process"), b.expect("second process"));
     assert!(a + b >= 1);
     assert_eq!(a.min(b), 0, "only one of them applies anything");

@@ -263,7 +263,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 async fn migrate(settings: Arc<Settings>) -> anyhow::Result<()> {
     let (config, cluster) = database(&settings, Tenure::Command).await?;
-    let applied = crate::db::migrate(&config).await?;
+    let applied = crate::db::migrate(&config, settings.database.accept_newer_schema).await?;
     println!("{applied} migration(s) applied");
     stop_cluster(cluster).await;
     Ok(())
@@ -278,7 +278,7 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 
 async fn serve_on(settings: Arc<Settings>, config: Target) -> anyhow::Result<()> {
     crate::db::check_session_pooling(&config).await?;
-    crate::db::migrate(&config).await?;
+    crate::db::migrate(&config, settings.database.accept_newer_schema).await?;
     // The dispatcher's own pool, as large as `keyward dispatch` would have:
     // besides each loop's claim and results, every send in a batch may need
     // a connection at once (a provider opt-out enters the ledger). The HTTP
@@ -316,7 +316,7 @@ async fn dispatch(settings: Arc<Settings>) -> anyhow::Result<()> {
     let (config, cluster) = database(&settings, Tenure::LongRunning).await?;
     let result = async {
         crate::db::check_session_pooling(&config).await?;
-        crate::db::migrate(&config).await?;
+        crate::db::migrate(&config, settings.database.accept_newer_schema).await?;
         let pool = crate::db::pool(config, settings.pool_size())?;
         let instance = (settings.service.instance.clone())
             .unwrap_or_else(|| crate::metrics::default_instance(Some("dispatch")));
@@ -345,7 +345,7 @@ where
 {
     let (config, cluster) = database(settings, Tenure::Command).await?;
     let result = async {
-        crate::db::migrate(&config).await?;
+        crate::db::migrate(&config, settings.database.accept_newer_schema).await?;
         // Two: planning a broadcast reads its audience on a second one.
         let pool = crate::db::pool(config, 2)?;
         work(pool).await

@@ -269,6 +269,13 @@ pub struct DatabaseSettings {
     /// received.
     #[serde(default = "default_max_read_lag")]
     pub max_read_lag_secs: u64,
+    /// Start on a database that a newer release migrated (it has
+    /// migrations this binary does not), applying none: for rolling back a
+    /// release whose newer migrations are backward compatible (README,
+    /// "Rolling back a release"). Off, such a database is refused. A hole
+    /// in the migration history is refused either way.
+    #[serde(default)]
+    pub accept_newer_schema: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,6 +510,7 @@ impl Default for DatabaseSettings {
             batch_writers: None,
             read_url: None,
             max_read_lag_secs: default_max_read_lag(),
+            accept_newer_schema: false,
         }
     }
 }
@@ -983,6 +991,22 @@ mod tests {
         assert_eq!(s.programs[0].name, "default");
         assert!(s.gateways.generic.is_some());
         assert!(s.database.url.is_none());
+        assert!(!s.database.accept_newer_schema);
+    }
+
+    #[test]
+    fn accept_newer_schema_is_read_from_the_file_and_the_environment() {
+        let accepts = |file: &str, pairs: &[(&str, &str)]| {
+            let s = from_toml(file, pairs).expect("valid");
+            s.database.accept_newer_schema
+        };
+        assert!(!accepts(VALID, &[]), "off by default");
+        let file = format!("{VALID}\n[database]\naccept_newer_schema = true\n");
+        assert!(accepts(&file, &[]));
+        assert!(accepts(
+            VALID,
+            &[("KEYWARD_DATABASE__ACCEPT_NEWER_SCHEMA", "true")]
+        ));
     }
 
     #[test]

@@ -139,13 +139,15 @@ async fn connection_is_encrypted(pool: &deadpool_postgres::Pool) -> Result<bool,
 /// Migrates (one connection) and asks a pooled connection whether it is
 /// encrypted: both are keyward's own code paths.
 async fn through_keyward(target: &Target) -> Result<bool, String> {
-    db::migrate(target).await.map_err(|e| e.to_string())?;
+    db::migrate(target, false)
+        .await
+        .map_err(|e| e.to_string())?;
     let pool = db::pool(target, 2).map_err(|e| e.to_string())?;
     connection_is_encrypted(&pool).await
 }
 
 async fn refused(target: &Target) -> (String, String) {
-    let migrate = db::migrate(target)
+    let migrate = db::migrate(target, false)
         .await
         .expect_err("migrate must be refused")
         .to_string();

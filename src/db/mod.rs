@@ -9,6 +9,7 @@ use tokio_postgres::config::Host;
 
 pub mod batch;
 pub mod broadcasts;
+pub mod history;
 pub mod inbound;
 pub mod outbox;
 pub mod replica;
@@ -36,6 +37,11 @@ pub enum DbError {
     Config(String),
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
+    /// The database's migrations do not fit this binary's (a newer
+    /// release ran here, or the history has a hole): the message says
+    /// what to do.
+    #[error("{0}")]
+    Schema(history::Mismatch),
     #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("cannot build the connection pool: {0}")]
@@ -65,7 +71,9 @@ impl DbError {
     pub fn fault(&self) -> Fault {
         match self {
             DbError::Connect(_) | DbError::Pool(_) => Fault::Unavailable,
-            DbError::Config(_) | DbError::Migrate(_) | DbError::Decode(_) => Fault::Bug,
+            DbError::Config(_) | DbError::Migrate(_) | DbError::Schema(_) | DbError::Decode(_) => {
+                Fault::Bug
+            }
             DbError::Query(e) => query_fault(e),
         }
     }
@@ -369,7 +377,16 @@ pub fn pool_with_timeout(
 /// Safe to run twice (applied versions are recorded) and from several
 /// processes at once: a session advisory lock lets one run at a time, and
 /// the others then find nothing left to do.
-pub async fn migrate(target: impl Into<Target>) -> Result<usize, DbError> {
+///
+/// A database that a newer release migrated (it has migrations newer than
+/// all of this binary's) is refused, unless `accept_newer_schema`
+/// (`database.accept_newer_schema`): then nothing is applied, with a
+/// warning. A hole in the history is always refused; see
+/// [`history::plan`].
+pub async fn migrate(
+    target: impl Into<Target>,
+    accept_newer_schema: bool,
+) -> Result<usize, DbError> {
     let Target { pg, tls } = target.into();
     let (mut client, connection) = pg
         .connect(tls.connector())
@@ -379,11 +396,7 @@ pub async fn migrate(target: impl Into<Target>) -> Result<usize, DbError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let report = migrations::migrations::runner()
-        .set_abort_divergent(true)
-        .run_async(&mut client)
-        .await
-        .map_err(DbError::Migrate);
+    let applied = migrate_locked(&mut client, accept_newer_schema).await;
     // The lock is also released when the session ends; unlock explicitly so
     // a waiting process proceeds at once.
     let _ = client
@@ -391,15 +404,45 @@ pub async fn migrate(target: impl Into<Target>) -> Result<usize, DbError> {
         .await;
     drop(client);
     let _ = driver.await;
-    let report = report?;
-    for migration in report.applied_migrations() {
-        tracing::info!(
-            version = migration.version(),
-            name = migration.name(),
-            "migration applied"
-        );
+    applied
+}
+
+/// [`migrate`]'s work, under its lock (so that the history read is the one
+/// refinery then works on).
+async fn migrate_locked(
+    client: &mut tokio_postgres::Client,
+    accept_newer_schema: bool,
+) -> Result<usize, DbError> {
+    let runner = migrations::migrations::runner();
+    let embedded: Vec<history::Migration> =
+        runner.get_migrations().iter().map(Into::into).collect();
+    let applied = history::applied(client).await?;
+    match history::plan(&applied, &embedded, accept_newer_schema).map_err(DbError::Schema)? {
+        history::Plan::RunOnNewer(newer) => {
+            tracing::warn!(
+                "the database has migrations from a newer release that this keyward does not \
+                 have ({}); running on it without migrating, as database.accept_newer_schema \
+                 allows: only safe if they are backward compatible",
+                history::list(&newer)
+            );
+            Ok(0)
+        }
+        history::Plan::Apply => {
+            let report = runner
+                .set_abort_divergent(true)
+                .run_async(client)
+                .await
+                .map_err(DbError::Migrate)?;
+            for migration in report.applied_migrations() {
+                tracing::info!(
+                    version = migration.version(),
+                    name = migration.name(),
+                    "migration applied"
+                );
+            }
+            Ok(report.applied_migrations().len())
+        }
     }
-    Ok(report.applied_migrations().len())
 }
 
 /// Refuses a connection pooler between keyward and PostgreSQL that does

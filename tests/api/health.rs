@@ -77,7 +77,7 @@ async fn readyz_is_503_while_the_database_is_down_and_200_once_it_is_back() {
     let options = support::throwaway_cluster_options();
     let mut cluster = support::start_or_fail(&options);
     let admin = cluster.pg_config("postgres");
-    keyward::db::migrate(&admin).await.expect("migrate");
+    keyward::db::migrate(&admin, false).await.expect("migrate");
     let app = spawn_app_on(admin, test_settings(|_| {})).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 

@@ -85,7 +85,7 @@ async fn staff_reads_are_served_by_the_replica_and_fall_back_to_the_primary_when
     // Arrange: a primary with the schema, a streaming standby of it.
     let primary = support::private_cluster();
     support::execute(&primary.pg_config("postgres"), "CREATE DATABASE keyward").await;
-    keyward::db::migrate(&primary.pg_config("keyward"))
+    keyward::db::migrate(&primary.pg_config("keyward"), false)
         .await
         .unwrap();
     let mut standby = support::standby_of(&primary);

@@ -6,16 +6,19 @@ use crate::support::{connect, empty_database, fresh_database};
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_a_second_run_is_a_no_op() {
     let db = empty_database().await;
-    let first = keyward::db::migrate(&db).await.expect("first run");
+    let first = keyward::db::migrate(&db, false).await.expect("first run");
     assert!(first >= 1, "the first run applies the migrations");
-    let second = keyward::db::migrate(&db).await.expect("second run");
+    let second = keyward::db::migrate(&db, false).await.expect("second run");
     assert_eq!(second, 0, "the second run has nothing to do");
 }
 
 #[tokio::test]
 async fn two_concurrent_migrations_both_succeed_and_apply_the_schema_once() {
     let db = empty_database().await;
-    let (a, b) = tokio::join!(keyward::db::migrate(&db), keyward::db::migrate(&db));
+    let (a, b) = tokio::join!(
+        keyward::db::migrate(&db, false),
+        keyward::db::migrate(&db, false)
+    );
     let (a, b) = (a.expect("first process"), b.expect("second process"));
     assert!(a + b >= 1);
     assert_eq!(a.min(b), 0, "only one of them applies anything");
@@ -28,6 +31,185 @@ async fn two_concurrent_migrations_both_succeed_and_apply_the_schema_once() {
     let mut unique = versions.clone();
     unique.dedup();
     assert_eq!(versions, unique, "each version recorded once");
+}
+
+// --- Rolling back a release ----------------------------------------------
+
+/// What a newer release's migration leaves in refinery's history: a
+/// version above every one this binary has.
+const LATER_MIGRATION: &str =
+    "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+     VALUES (9999, 'from_a_later_release', '2030-01-01T00:00:00Z', '1234567890123456789')";
+
+/// Versions and checksums in refinery's history, by version.
+async fn history(client: &tokio_postgres::Client) -> Vec<(i32, String)> {
+    client
+        .query(
+            "SELECT version, checksum FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_database_a_newer_release_migrated_is_refused_by_default_naming_its_migrations() {
+    use keyward::db::{history::Mismatch, DbError};
+    let db = fresh_database().await;
+    let client = connect(&db).await;
+    client.batch_execute(LATER_MIGRATION).await.unwrap();
+    let before = history(&client).await;
+    let err = keyward::db::migrate(&db, false)
+        .await
+        .expect_err("a newer schema is refused");
+    let DbError::Schema(Mismatch::Newer(newer)) = &err else {
+        panic!("not refused as newer: {err:?}");
+    };
+    let versions: Vec<i64> = newer.iter().map(|m| m.version).collect();
+    assert_eq!(versions, [9999]);
+    let text = err.to_string();
+    for needle in [
+        "V9999__from_a_later_release",
+        "older than the database's schema",
+        "database.accept_newer_schema = true",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+    assert_eq!(history(&client).await, before, "nothing recorded");
+}
+
+#[tokio::test]
+async fn with_accept_newer_schema_a_database_a_newer_release_migrated_is_run_on_unmigrated() {
+    let db = fresh_database().await;
+    let client = connect(&db).await;
+    client.batch_execute(LATER_MIGRATION).await.unwrap();
+    let before = history(&client).await;
+    let applied = keyward::db::migrate(&db, true)
+        .await
+        .expect("accepted: nothing to apply");
+    assert_eq!(applied, 0);
+    assert_eq!(
+        history(&client).await,
+        before,
+        "nothing applied or recorded"
+    );
+}
+
+/// A version deleted from the history (V3, with V4 and later still there)
+/// would be skipped by refinery told to ignore missing versions: keyward
+/// refuses it, with or without the setting, and beside newer ones too.
+#[tokio::test]
+async fn a_hole_in_the_migration_history_is_refused_even_with_accept_newer_schema() {
+    use keyward::db::{history::Mismatch, DbError};
+    let db = fresh_database().await;
+    let client = connect(&db).await;
+    client
+        .batch_execute("DELETE FROM refinery_schema_history WHERE version = 3")
+        .await
+        .unwrap();
+    for accept in [false, true] {
+        let err = keyward::db::migrate(&db, accept)
+            .await
+            .expect_err("a hole is refused");
+        let DbError::Schema(Mismatch::Hole { missing, .. }) = &err else {
+            panic!("not refused as a hole: {err:?}");
+        };
+        assert_eq!(missing.iter().map(|m| m.version).collect::<Vec<_>>(), [3]);
+        assert!(err.to_string().contains("V3__dispatch"), "{err}");
+    }
+    client.batch_execute(LATER_MIGRATION).await.unwrap();
+    let err = keyward::db::migrate(&db, true)
+        .await
+        .expect_err("a hole beside newer migrations is refused");
+    assert!(
+        matches!(err, DbError::Schema(Mismatch::Hole { .. })),
+        "{err:?}"
+    );
+    let versions: Vec<i32> = history(&client).await.iter().map(|h| h.0).collect();
+    assert!(!versions.contains(&3), "V3 was not applied behind our back");
+}
+
+/// The binary as an operator rolls it back: `serve` stops at start with a
+/// message that says what is wrong and what to set; with the setting in
+/// the environment, `migrate` accepts the database and applies nothing.
+#[tokio::test]
+async fn serve_refuses_a_newer_schema_with_a_readable_message_and_the_setting_lets_it_run() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let db = fresh_database().await;
+    connect(&db)
+        .await
+        .batch_execute(LATER_MIGRATION)
+        .await
+        .unwrap();
+    let url = crate::staff::database_url(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let keyward = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &url)
+            .env("KEYWARD_LISTEN", "127.0.0.1:0")
+            .env_remove("KEYWARD_CONFIG")
+            .env_remove("KEYWARD_DATABASE__ACCEPT_NEWER_SCHEMA")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+
+    let mut serve = keyward(&["serve"]).spawn().expect("start keyward serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("keyward serve started on a newer schema instead of refusing");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let said = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    for needle in [
+        "this keyward is older than the database's schema",
+        "V9999__from_a_later_release",
+        "KEYWARD_DATABASE__ACCEPT_NEWER_SCHEMA=true",
+    ] {
+        assert!(said.contains(needle), "{needle:?} not in {said}");
+    }
+
+    let out = keyward(&["migrate"])
+        .env("KEYWARD_DATABASE__ACCEPT_NEWER_SCHEMA", "true")
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run keyward migrate");
+    // `migrate` logs to stdout, beside its answer.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("0 migration(s) applied"), "{said}");
+    assert!(
+        said.contains(
+            "newer release that this keyward does not have (V9999__from_a_later_release)"
+        ),
+        "the warning: {said}"
+    );
 }
 
 /// Inserts an inbound message and the opt-in event it caused; returns the

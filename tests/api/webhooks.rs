@@ -528,7 +528,7 @@ async fn a_stopped_database_means_503_and_a_restarted_one_200() {
     let options = crate::support::throwaway_cluster_options();
     let mut cluster = crate::support::start_or_fail(&options);
     let db = cluster.pg_config("postgres");
-    keyward::db::migrate(&db).await.unwrap();
+    keyward::db::migrate(&db, false).await.unwrap();
     let app = spawn_app_on(db, crate::support::signed_generic_settings()).await;
     assert_eq!(app.text(NUMBER, "MAU").await["state"], "subscribed");
 

@@ -68,7 +68,7 @@ pub fn shared_cluster() -> &'static Cluster {
                 .expect("runtime");
             rt.block_on(async {
                 execute(&admin, &format!("CREATE DATABASE {TEMPLATE_DB}")).await;
-                keyward::db::migrate(&template)
+                keyward::db::migrate(&template, false)
                     .await
                     .expect("migrations apply to the template database");
             });

@@ -38,48 +38,28 @@ trap cleanup EXIT
 
 echo "building keyward (release)…"
 cargo build --release --quiet --bin keyward
+# run.sh's configuration, one data dir each (only A's holds the cluster).
 config() { # name port
-    cat > "$WORK/$1.toml" <<TOML
-listen = "127.0.0.1:$2"
-data_dir = "$WORK/data-$1"
-[service]
-public_url = "http://127.0.0.1:$2"
-max_messages_per_number_per_minute = 0
-instance = "$1"
-[[shortcodes]]
-code = "3344"
-program = "promo"
-reply_via = "generic"
-[[programs]]
-name = "promo"
-brand = "Toko Maju"
-frequency = { id = "2-4 SMS per bulan", en = "2-4 msgs/month", ru = "2-4 SMS в месяц" }
-[gateways.generic]
-secret = "$SECRET"
-reply_url = "http://127.0.0.1:9/unused"
-[dispatch]
-workers = 0   # replies stay queued: this measures the inbound path alone
-TOML
+    bench_config "$WORK/$1.toml" "$2" "$WORK/data-$1" "$SECRET" unused-twilio-token
 }
 PORT_A=$(free_port) PORT_B=$(free_port) PORT_C=$(free_port)
-config a "$PORT_A"; config b "$PORT_B"; config c "$PORT_C"
-printf '[database]\npool_size = 32\n' >> "$WORK/c.toml"
+config a "$PORT_A"; config b "$PORT_B"
+BENCH_POOL=32 config c "$PORT_C"
 # A runs the private PostgreSQL (production settings, as in run.sh).
-RUST_LOG=warn KEYWARD_CONFIG="$WORK/a.toml" target/release/keyward serve > "$WORK/a.log" 2>&1 &
+RUST_LOG=warn KEYWARD_SERVICE__INSTANCE=a KEYWARD_CONFIG="$WORK/a.toml" target/release/keyward serve > "$WORK/a.log" 2>&1 &
 SERVE_A=$!; PIDS="$SERVE_A"
-ready() { for _ in $(seq 300); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.2; done; return 1; }
-ready "$PORT_A" || { cat "$WORK/a.log"; exit 1; }
+wait_ready "http://127.0.0.1:$PORT_A" "$WORK/a.log"
 SOCKET=$(head -1 "$WORK/data-a/POSTGRES_LOCATION" 2>/dev/null || true)
 [ -n "$SOCKET" ] || SOCKET="$WORK/data-a/postgres"
 # B shares A's database, as a second machine would.
-RUST_LOG=warn KEYWARD_CONFIG="$WORK/b.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
+RUST_LOG=warn KEYWARD_SERVICE__INSTANCE=b KEYWARD_CONFIG="$WORK/b.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
     target/release/keyward serve > "$WORK/b.log" 2>&1 &
 SERVE_B=$!; PIDS="$SERVE_B $SERVE_A"
-ready "$PORT_B" || { cat "$WORK/b.log"; exit 1; }
-RUST_LOG=warn KEYWARD_CONFIG="$WORK/c.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
+wait_ready "http://127.0.0.1:$PORT_B" "$WORK/b.log"
+RUST_LOG=warn KEYWARD_SERVICE__INSTANCE=c KEYWARD_CONFIG="$WORK/c.toml" DATABASE_URL="host=$SOCKET port=5432 user=keyward dbname=postgres" \
     target/release/keyward serve > "$WORK/c.log" 2>&1 &
 PIDS="$! $PIDS"
-ready "$PORT_C" || { cat "$WORK/c.log"; exit 1; }
+wait_ready "http://127.0.0.1:$PORT_C" "$WORK/c.log"
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)
 settle() { "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT"; }
 . deploy/bench/mix.sh

@@ -253,10 +253,12 @@ pub struct DatabaseSettings {
     /// 1 applies each alone.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Batches in flight at once per HTTP worker; default: a quarter of the
-    /// worker's connections, at least one (fewer writers make larger
-    /// batches, and a batch's fixed cost is what batching saves).
-    pub batch_writers: Option<usize>,
+    /// Batches in flight at once per HTTP worker; default 1. Fewer writers
+    /// make larger batches, and a batch's fixed cost is what batching
+    /// saves: one writer per worker beat two at 16 and 64 connections and
+    /// matched them at 4 (BENCHMARKS.md, "Group commit").
+    #[serde(default = "default_batch_writers")]
+    pub batch_writers: usize,
     /// A hot standby of the database for the staff reads (lookups, lists,
     /// stats, the consent export), so they do not load the primary that
     /// takes every webhook. Same form as `url` (and the same `ca_file`).
@@ -507,7 +509,7 @@ impl Default for DatabaseSettings {
             staff_pool_size: default_staff_pool_size(),
             ca_file: None,
             max_batch: default_max_batch(),
-            batch_writers: None,
+            batch_writers: default_batch_writers(),
             read_url: None,
             max_read_lag_secs: default_max_read_lag(),
             accept_newer_schema: false,
@@ -524,6 +526,9 @@ fn default_auth_failures() -> u32 {
 }
 fn default_max_batch() -> usize {
     32
+}
+fn default_batch_writers() -> usize {
+    1
 }
 fn default_staff_pool_size() -> usize {
     4
@@ -756,7 +761,7 @@ impl Settings {
         if self.database.pool_size == Some(0) || self.database.staff_pool_size == 0 {
             problems.push("database: pool_size and staff_pool_size must be at least 1".into());
         }
-        if self.database.max_batch == 0 || self.database.batch_writers == Some(0) {
+        if self.database.max_batch == 0 || self.database.batch_writers == 0 {
             problems.push("database: max_batch and batch_writers must be at least 1".into());
         }
         if self.programs.is_empty() {

@@ -614,8 +614,7 @@ fn answer(job: &Job, m: &Message<'_>, applied: Applied) -> Result<Outcome, Inbou
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// The inbound path of one HTTP worker: its messages are applied through a
-/// group commit on the worker's own pool, `writers` batches at a time
-/// (`None`: a quarter of the pool's connections, at least one).
+/// group commit on the worker's own pool, `writers` batches at a time.
 pub struct Writer {
     inbound: Arc<Inbound>,
     pool: Pool,
@@ -623,13 +622,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(
-        inbound: Arc<Inbound>,
-        pool: Pool,
-        max_batch: usize,
-        writers: Option<usize>,
-    ) -> Self {
-        let writers = writers.unwrap_or(pool.status().max_size.div_ceil(4));
+    pub fn new(inbound: Arc<Inbound>, pool: Pool, max_batch: usize, writers: usize) -> Self {
         let run = inbound.clone();
         let batch_pool = pool.clone();
         let commit = GroupCommit::new(

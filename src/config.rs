@@ -235,10 +235,13 @@ pub struct DatabaseSettings {
     /// it, `serve` runs a private cluster in the data dir.
     pub url: Option<Secret>,
     /// Connections of the HTTP workers, split between them (one pool per
-    /// worker); default: 8 per core (measured with deploy/bench/run.sh: 4
-    /// per core left PostgreSQL idle waiting on commits, 16 per core gained
-    /// nothing). The dispatcher has a pool of its own of the same size,
-    /// opened as it needs connections.
+    /// worker); default: 8 per core (measured with deploy/bench/run.sh
+    /// before group commit: 4 per core left PostgreSQL idle waiting on
+    /// commits, 16 per core gained nothing). With group commit a worker's
+    /// messages need one connection per batch writer, and the parts of
+    /// concatenated messages one each while they are stored; the pool is
+    /// opened as connections are needed. The dispatcher has a pool of its
+    /// own of the same size.
     pub pool_size: Option<usize>,
     /// Connections of the staff routes (`/v1`, `/console`), a pool apart
     /// from the webhooks' so neither can starve the other.

@@ -258,8 +258,9 @@ pub struct DatabaseSettings {
     pub max_batch: usize,
     /// Batches in flight at once per HTTP worker; default 1. Fewer writers
     /// make larger batches, and a batch's fixed cost is what batching
-    /// saves: one writer per worker beat two at 16 and 64 connections and
-    /// matched them at 4 (BENCHMARKS.md, "Group commit").
+    /// saves: one writer per worker beat two at 16 connections, matched or
+    /// beat them at 64 and matched them at 4 (BENCHMARKS.md, "Group
+    /// commit").
     #[serde(default = "default_batch_writers")]
     pub batch_writers: usize,
     /// A hot standby of the database for the staff reads (lookups, lists,

@@ -29,10 +29,8 @@ N=${BENCH_RECIPIENTS:-1000000}
 SECS=${BENCH_SECONDS:-20}
 WORKERS=${BENCH_DISPATCH_WORKERS:-4}
 
-for tool in python3 curl; do
-    command -v $tool >/dev/null || { echo "missing $tool: apt-get install python3 curl" >&2; exit 1; }
-done
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+require_tools python3 curl
+PGBIN=$(pg_bin)
 
 WORK=$(mktemp -d /tmp/keyward-broadcast-XXXXXX)
 chmod 755 "$WORK"
@@ -75,8 +73,7 @@ batch_size = 64
 TOML
 RUST_LOG=warn KEYWARD_CONFIG="$WORK/keyward.toml" target/release/keyward serve > "$WORK/serve.log" 2>&1 &
 SERVE=$!
-for _ in $(seq 300); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "$URL/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+wait_ready "$URL" "$WORK/serve.log"
 SOCKET=$(head -1 "$WORK/data/POSTGRES_LOCATION" 2>/dev/null || true)
 [ -n "$SOCKET" ] || SOCKET="$WORK/data/postgres"
 PSQL=("$PGBIN/psql" -qtA -h "$SOCKET" -p 5432 -U keyward -d postgres)

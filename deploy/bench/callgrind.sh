@@ -18,11 +18,12 @@
 # the `postgres` user.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. deploy/bench/common.sh
 N=${1:-1000}
 EXTRA=${2:-}
 BATCH=${3:-1}
-command -v valgrind >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+require_tools valgrind
+PGBIN=$(pg_bin)
 WORK=$(mktemp -d /tmp/keyward-callgrind-XXXXXX)
 chmod 755 "$WORK"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -1,5 +1,18 @@
 # Helpers the benchmark scripts share (sourced, not run).
 
+# Stops the script when one of these commands is missing, saying what to install.
+require_tools() { # command...
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install $*" >&2; exit 1; }
+    done
+}
+
+# The PostgreSQL server's bin directory (initdb, pgbench, psql of the server).
+pg_bin() {
+    dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")"
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

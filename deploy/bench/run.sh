@@ -40,10 +40,8 @@ SECS=${BENCH_SECONDS:-20}
 SECRET=bench-secret-0123456789
 TWILIO_TOKEN=bench-twilio-token-0123
 
-for tool in wrk python3 curl; do
-    command -v $tool >/dev/null || { echo "missing $tool: apt-get install wrk python3 curl" >&2; exit 1; }
-done
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+require_tools wrk python3 curl
+PGBIN=$(pg_bin)
 
 WORK=$(mktemp -d /tmp/keyward-bench-XXXXXX)
 chmod 755 "$WORK"

@@ -14,10 +14,11 @@
 # runs as the `postgres` user; everything it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. deploy/bench/common.sh
 BATCH=${1:-16}
 SECS=${2:-10}
 EXTRA=${3:-}
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+PGBIN=$(pg_bin)
 WORK=$(mktemp -d /tmp/keyward-statements-XXXXXX)
 chmod 755 "$WORK"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -19,10 +19,8 @@ BENCH=deploy/bench
 SECS=${BENCH_SECONDS:-20}
 ROUNDS=${BENCH_ROUNDS:-2}
 SECRET=bench-secret-0123456789
-for tool in wrk python3 curl; do
-    command -v $tool >/dev/null || { echo "missing $tool: apt-get install wrk python3 curl" >&2; exit 1; }
-done
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+require_tools wrk python3 curl
+PGBIN=$(pg_bin)
 
 WORK=$(mktemp -d /tmp/keyward-bench2-XXXXXX)
 chmod 755 "$WORK"

@@ -37,9 +37,7 @@ cd "$(dirname "$0")/../.."
 SECS=${DRILL_SECONDS:-50}
 SECRET=drill-secret-0123456789
 
-for tool in wrk python3 curl; do
-    command -v $tool >/dev/null || { echo "missing $tool: apt-get install wrk python3 curl" >&2; exit 1; }
-done
+require_tools wrk python3 curl
 if ! command -v pgbouncer >/dev/null; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing pgbouncer: run as root or: sudo apt-get install pgbouncer" >&2; exit 1
@@ -49,7 +47,7 @@ if ! command -v pgbouncer >/dev/null; then
     # Debian's package starts a system service we do not use.
     service pgbouncer stop >/dev/null 2>&1 || true
 fi
-PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
+PGBIN=$(pg_bin)
 
 WORK=$(mktemp -d /tmp/keyward-drill-XXXXXX)
 chmod 755 "$WORK"

@@ -150,14 +150,37 @@ fn head(row: &tokio_postgres::Row, at: usize) -> Result<StoredFacts, DbError> {
         same_text_last_hour: get::<i32>(row, at + 3)?.max(0) as u32,
         programs: Vec::new(),
         duplicate: match get::<Option<i64>>(row, at + 4)? {
-            Some(inbound_id) => Some(StoredAnswer {
-                inbound_id,
-                action: get(row, at + 5)?,
-                program: get(row, at + 6)?,
-                state: get(row, at + 7)?,
-            }),
+            Some(_) => Some(stored_answer(row, at + 4)?),
             None => None,
         },
+    })
+}
+
+/// A stored message's answer from four columns at `at`: its id, action,
+/// program and state.
+fn stored_answer(row: &tokio_postgres::Row, at: usize) -> Result<StoredAnswer, DbError> {
+    Ok(StoredAnswer {
+        inbound_id: get(row, at)?,
+        action: get(row, at + 1)?,
+        program: get(row, at + 2)?,
+        state: get(row, at + 3)?,
+    })
+}
+
+/// What `function` (the single or the batch apply) answered for one
+/// message: its status at `at`, then the stored answer.
+fn applied(row: &tokio_postgres::Row, at: usize, function: &str) -> Result<Applied, DbError> {
+    let status: String = get(row, at)?;
+    Ok(match status.as_str() {
+        "applied" => Applied::Stored(stored_answer(row, at + 1)?),
+        "duplicate" => Applied::Duplicate(stored_answer(row, at + 1)?),
+        "conflict" => Applied::Conflict,
+        other => {
+            return Err(DbError::Decode(format!(
+                "{function} answered `{}`",
+                crate::telemetry::clip(other, 40)
+            )))
+        }
     })
 }
 
@@ -271,26 +294,7 @@ pub async fn apply(client: &impl GenericClient, a: &Apply<'_>) -> Result<Applied
             ],
         )
         .await?;
-    let status: String = get(&row, 0)?;
-    let answer = || -> Result<StoredAnswer, DbError> {
-        Ok(StoredAnswer {
-            inbound_id: get(&row, 1)?,
-            action: get(&row, 2)?,
-            program: get(&row, 3)?,
-            state: get(&row, 4)?,
-        })
-    };
-    Ok(match status.as_str() {
-        "applied" => Applied::Stored(answer()?),
-        "duplicate" => Applied::Duplicate(answer()?),
-        "conflict" => Applied::Conflict,
-        other => {
-            return Err(DbError::Decode(format!(
-                "keyward_apply_inbound answered `{}`",
-                crate::telemetry::clip(other, 40)
-            )))
-        }
-    })
+    applied(&row, 0, "keyward_apply_inbound")
 }
 
 const APPLY_BATCH: &str = "SELECT r_index, r_status, r_inbound_id, r_action, r_program, r_state
@@ -390,26 +394,7 @@ pub async fn apply_batch(
                     i + 1
                 )));
             }
-            let status: String = get(row, 1)?;
-            let answer = || -> Result<StoredAnswer, DbError> {
-                Ok(StoredAnswer {
-                    inbound_id: get(row, 2)?,
-                    action: get(row, 3)?,
-                    program: get(row, 4)?,
-                    state: get(row, 5)?,
-                })
-            };
-            Ok(match status.as_str() {
-                "applied" => Applied::Stored(answer()?),
-                "duplicate" => Applied::Duplicate(answer()?),
-                "conflict" => Applied::Conflict,
-                other => {
-                    return Err(DbError::Decode(format!(
-                        "keyward_apply_inbound_batch answered `{}`",
-                        crate::telemetry::clip(other, 40)
-                    )))
-                }
-            })
+            applied(row, 1, "keyward_apply_inbound_batch")
         })
         .collect()
 }

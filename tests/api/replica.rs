@@ -19,22 +19,32 @@ fn conninfo(cluster: &Cluster, dbname: &str) -> String {
 }
 
 /// Waits until the standby has replayed everything the primary wrote so
-/// far (fails loudly after a minute rather than hanging). The insert
-/// position: test clusters commit asynchronously, so a commit may not be
-/// written yet (the WAL writer sends it within wal_writer_delay).
+/// far (fails loudly after a minute rather than hanging).
 async fn caught_up(primary: &tokio_postgres::Client, standby: &tokio_postgres::Client) {
+    standby_reaches(primary, standby, "pg_last_wal_replay_lsn", "replayed").await;
+}
+
+/// Waits until the standby's `position` (a function such as
+/// `pg_last_wal_receive_lsn`) is at the primary's insert position, taken
+/// now: test clusters commit asynchronously, so a commit may not be
+/// written yet (the WAL writer sends it within wal_writer_delay). Fails
+/// after a minute, saying the standby never `did` it.
+async fn standby_reaches(
+    primary: &tokio_postgres::Client,
+    standby: &tokio_postgres::Client,
+    position: &str,
+    did: &str,
+) {
     let target: String = primary
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap()
         .get(0);
+    let reached = format!("SELECT {position}() >= $1::text::pg_lsn");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done: bool = standby
-            .query_one(
-                "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
-                &[&target],
-            )
+            .query_one(reached.as_str(), &[&target])
             .await
             .unwrap()
             .get(0);
@@ -43,7 +53,7 @@ async fn caught_up(primary: &tokio_postgres::Client, standby: &tokio_postgres::C
         }
         assert!(
             Instant::now() < deadline,
-            "the standby never replayed {target}"
+            "the standby never {did} {target}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -136,30 +146,13 @@ async fn staff_reads_are_served_by_the_replica_and_fall_back_to_the_primary_when
         .await
         .unwrap();
     app.text("+6281234567890", "STOP").await;
-    let wal: String = on_primary
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let received: bool = on_standby
-            .query_one(
-                "SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn",
-                &[&wal],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if received {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the standby never received {wal}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    standby_reaches(
+        &on_primary,
+        &on_standby,
+        "pg_last_wal_receive_lsn",
+        "received",
+    )
+    .await;
     let (from, body) = get_json(&app, &token, "/v1/subscribers/081234567890").await;
     assert_eq!((from.as_str(), state_of(&body)), ("replica", "subscribed"));
     assert!(
